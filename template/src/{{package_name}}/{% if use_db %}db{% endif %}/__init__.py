@@ -1,0 +1,1 @@
+"""Database access: engine/client construction, sessions, and error mapping."""

@@ -1,0 +1,1 @@
+"""The `items` example slice: schemas, repository Protocol and backends, service, router."""

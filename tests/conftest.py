@@ -1,0 +1,27 @@
+"""Fixtures shared by the template's tests."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.mongo_server import secantus_server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def template_dir() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def mongodb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TEST_MONGODB_URL when given, else a secantusdb started for this worker's session."""
+    given = os.environ.get("TEST_MONGODB_URL")
+    if given:
+        yield given
+        return
+    with secantus_server(tmp_path_factory.mktemp("secantus")) as url:
+        yield url

@@ -1,0 +1,144 @@
+"""Every combination of the template's options, rendered once per template tree and grouped
+into variants whose rendered code (src/, tests/, pyproject.toml) is byte-identical.
+
+Rendering happens at collection time, under a file lock, so pytest-xdist workers share one
+set of renders; the cache key is a hash of the template tree, so any edit re-renders.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import copier
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIER_YML = ROOT / "copier.yml"
+# The rendered files that make up a variant's code; everything else (CI, Docker, README)
+# is checked by the render tests but needs no toolchain run of its own.
+CODE_PATHS = ("src", "tests", "pyproject.toml")
+BASE_ANSWERS = {"project_name": "Matrix Service"}
+
+
+def questions() -> dict[str, Any]:
+    data = yaml.safe_load(COPIER_YML.read_text())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def _choices(spec: dict[str, Any]) -> list[Any]:
+    choices = spec["choices"]
+    return list(choices.values()) if isinstance(choices, dict) else list(choices)
+
+
+def combinations() -> list[dict[str, Any]]:
+    """Every answer combination of the choice and bool questions, honouring `when`."""
+    qs = questions()
+    axes = {
+        name: _choices(spec) if "choices" in spec else [True, False]
+        for name, spec in qs.items()
+        if spec.get("when") is not False and ("choices" in spec or spec.get("type") == "bool")
+    }
+    combos = []
+    for values in itertools.product(*axes.values()):
+        combo = dict(zip(axes, values, strict=True))
+        # example_resource is only asked when there is a database.
+        if combo["database"] == "none" and combo.get("example_resource") is False:
+            continue
+        if combo["database"] == "none":
+            combo.pop("example_resource", None)
+        combos.append(combo)
+    return combos
+
+
+def combo_id(combo: dict[str, Any]) -> str:
+    return "-".join(f"{k}={v}" for k, v in combo.items())
+
+
+def tree_hash() -> str:
+    """Hash of everything Copier reads: copier.yml and the template tree."""
+    digest = hashlib.sha256()
+    paths = [COPIER_YML, *sorted(p for p in (ROOT / "template").rglob("*") if p.is_file())]
+    for path in paths:
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_hash(project: Path) -> str:
+    digest = hashlib.sha256()
+    for top in CODE_PATHS:
+        root = project / top
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            digest.update(str(path.relative_to(project)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def render(dst: Path, answers: dict[str, Any]) -> None:
+    """Render the working tree (HEAD plus uncommitted changes), never the latest tag."""
+    copier.run_copy(
+        str(ROOT),
+        str(dst),
+        data={**BASE_ANSWERS, **answers},
+        defaults=True,
+        vcs_ref="HEAD",
+        unsafe=True,
+        quiet=True,
+        skip_tasks=True,
+    )
+
+
+def _render_one(args: tuple[str, dict[str, Any]]) -> tuple[str, str]:
+    dst, combo = args
+    render(Path(dst), combo)
+    return combo_id(combo), code_hash(Path(dst))
+
+
+def renders_dir() -> Path:
+    base = Path(os.environ.get("TEMPLATE_RENDERS_DIR", Path(tempfile.gettempdir())))
+    return base / "copier-async-service-renders" / tree_hash()
+
+
+def manifest() -> dict[str, Any]:
+    """{"combos": {id: {"answers": ..., "dir": ..., "code": hash}}}, rendered once per tree."""
+    target = renders_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / f"{target.name}.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest_file = target / "manifest.json"
+        if manifest_file.exists():
+            loaded: dict[str, Any] = json.loads(manifest_file.read_text())
+            return loaded
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        combos = combinations()
+        jobs = [(str(target / f"c{n:04d}"), combo) for n, combo in enumerate(combos)]
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            hashes = dict(pool.map(_render_one, jobs, chunksize=8))
+        result = {
+            "combos": {
+                combo_id(combo): {"answers": combo, "dir": dst, "code": hashes[combo_id(combo)]}
+                for dst, combo in jobs
+            }
+        }
+        manifest_file.write_text(json.dumps(result, indent=1))
+        return result
+
+
+def variants(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Code hash -> the combos that render exactly that code (first one is representative)."""
+    groups: dict[str, list[str]] = {}
+    for cid, entry in data["combos"].items():
+        groups.setdefault(entry["code"], []).append(cid)
+    return groups

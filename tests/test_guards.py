@@ -1,0 +1,132 @@
+"""A guard that cannot fail is not a guard: inject each classic async mistake into a rendered
+service and prove that its own checks fail, for that reason."""
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.matrix import manifest
+from tests.toolchain import UV, run, sync
+
+PACKAGE = "matrix_service"
+MANIFEST = manifest()
+
+
+@dataclass(frozen=True)
+class Mistake:
+    name: str
+    path: str  # relative to src/<package>/
+    anchor: str
+    replacement: str
+    command: tuple[str, ...]
+    reason: str
+    databases: tuple[str, ...] = ("sqlite", "postgresql")
+
+
+LIVE = 'async def live() -> dict[str, str]:\n    return {"status": "ok"}'
+READER = "    return ItemService(SqlItemRepository(session), repository_opener(resources))"
+PYTEST = (UV, "run", "--no-sync", "pytest", "-q", "-x")
+
+MISTAKES = [
+    Mistake(
+        "blocking-call-in-handler",
+        "health.py",
+        LIVE,
+        LIVE.replace("    return", "    import time\n\n    time.sleep(1.0)\n    return"),
+        (*PYTEST, "tests/test_health.py::test_live"),
+        "[event-loop guard] the event loop was blocked",
+    ),
+    Mistake(
+        "blocking-call-in-handler (static)",
+        "health.py",
+        LIVE,
+        LIVE.replace("    return", "    import time\n\n    time.sleep(1.0)\n    return"),
+        (UV, "run", "--no-sync", "ruff", "check", "."),
+        "ASYNC251",
+    ),
+    Mistake(
+        "session-never-closed",
+        "items/dependencies.py",
+        READER,
+        '    leaked = resources.sessionmaker()\n    await leaked.execute(text("SELECT 1"))\n'
+        + READER
+        + "\n\n\nfrom sqlalchemy import text  # noqa: E402",
+        (*PYTEST, "tests/test_items_api.py::test_create_then_get"),
+        "[leak guard]",
+    ),
+    Mistake(
+        "unawaited-coroutine",
+        "health.py",
+        LIVE,
+        LIVE.replace("    return", "    asyncio.sleep(0)\n    return"),
+        (*PYTEST, "tests/test_health.py::test_live"),
+        "coroutine 'sleep' was never awaited",
+    ),
+    Mistake(
+        "unawaited-coroutine (static)",
+        "health.py",
+        LIVE,
+        LIVE.replace("    return", "    asyncio.sleep(0)\n    return"),
+        (UV, "run", "--no-sync", "mypy"),
+        "[unused-coroutine]",
+    ),
+    Mistake(
+        "dangling-task",
+        "health.py",
+        LIVE,
+        LIVE.replace("    return", "    asyncio.create_task(asyncio.sleep(0))\n    return"),
+        (UV, "run", "--no-sync", "ruff", "check", "."),
+        "RUF006",
+    ),
+    Mistake(
+        "locks-taken-in-request-order",
+        "items/repository_sql.py",
+        "for item_id in sorted((source_id, target_id)):",
+        "for item_id in (source_id, target_id):",
+        (*PYTEST, "tests/test_items_concurrency.py::test_opposite_transfers_neither_deadlock_nor_lose_updates"),
+        "deadlock detected",
+        databases=("postgresql",),
+    ),
+]
+
+
+def base_project(database: str) -> Path | None:
+    for entry in MANIFEST["combos"].values():
+        answers = entry["answers"]
+        if (
+            answers["database"] == database
+            and answers.get("example_resource")
+            and answers["python_version"] == "3.12"
+            and answers["http_client"] == "none"
+        ):
+            return Path(entry["dir"])
+    return None
+
+
+CASES = [
+    pytest.param(mistake, database, id=f"{database}-{mistake.name}")
+    for mistake in MISTAKES
+    for database in mistake.databases
+    if base_project(database) is not None
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mistake", "database"), CASES)
+def test_guard_catches_injected_mistake(mistake: Mistake, database: str, tmp_path: Path) -> None:
+    source = base_project(database)
+    assert source is not None
+    project = tmp_path / "service"
+    shutil.copytree(source, project)
+    target = project / "src" / PACKAGE / mistake.path
+    original = target.read_text()
+    assert mistake.anchor in original, f"the template changed: update the {mistake.name} case"
+    target.write_text(original.replace(mistake.anchor, mistake.replacement, 1))
+
+    sync(project, "3.12")
+    result = run(project, *mistake.command)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"{mistake.name} went unnoticed:\n{output[-4000:]}"
+    assert mistake.reason in output, f"failed, but not for {mistake.reason!r}:\n{output[-4000:]}"

@@ -1,0 +1,140 @@
+"""The `database=postgresql` option beyond what every variant's own suite checks: the local
+stack and CI provide a server, every database setting is documented, and the generated
+suite stops clearly without a server and leaves no database behind."""
+
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.matrix import manifest, render
+from tests.toolchain import UV, run, sync
+
+COMBOS = manifest()["combos"]
+PACKAGE = "matrix_service"
+POSTGRES = sorted(c for c, e in COMBOS.items() if e["answers"]["database"] == "postgresql")
+
+
+def project(combo: str) -> Path:
+    return Path(COMBOS[combo]["dir"])
+
+
+def answers(combo: str) -> dict[str, Any]:
+    given: dict[str, Any] = COMBOS[combo]["answers"]
+    return given
+
+
+def test_postgresql_is_in_the_matrix() -> None:
+    assert POSTGRES
+
+
+@pytest.mark.parametrize("combo", [c for c in POSTGRES if answers(c)["docker"]])
+def test_compose_starts_the_app_after_a_healthy_postgres_and_the_migrations(combo: str) -> None:
+    services = yaml.safe_load((project(combo) / "compose.yaml").read_text())["services"]
+    assert services["postgres"]["healthcheck"]["test"]
+    assert services["app"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["app"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["migrate"]["command"] == [PACKAGE, "db", "upgrade"]
+    url_variable = f"{PACKAGE.upper()}_DATABASE_URL"
+    for service in ("app", "migrate"):
+        url = services[service]["environment"][url_variable]
+        assert url.startswith("postgresql+asyncpg://") and "@postgres:5432/" in url
+
+
+@pytest.mark.parametrize("combo", [c for c in POSTGRES if answers(c)["ci"] != "none"])
+def test_ci_runs_the_tests_against_a_postgres_service(combo: str) -> None:
+    if answers(combo)["ci"] == "github":
+        job = yaml.safe_load((project(combo) / ".github/workflows/ci.yml").read_text())["jobs"][
+            "test"
+        ]
+        assert job["services"]["postgres"]["image"].startswith("postgres:")
+        assert "--health-cmd" in job["services"]["postgres"]["options"]
+        url = job["env"]["TEST_DATABASE_URL"]
+        assert "@127.0.0.1:5432/" in url
+    else:
+        job = yaml.safe_load((project(combo) / ".gitlab-ci.yml").read_text())["test"]
+        assert [s["alias"] for s in job["services"]] == ["postgres"]
+        url = job["variables"]["TEST_DATABASE_URL"]
+        assert "@postgres:5432/" in url
+    assert url.startswith("postgresql+asyncpg://")
+
+
+@pytest.mark.parametrize("combo", POSTGRES[:1])
+def test_every_database_setting_is_documented(combo: str) -> None:
+    root = project(combo)
+    settings = (root / f"src/{PACKAGE}/settings.py").read_text()
+    fields = re.findall(r"^    (database_\w+):", settings, flags=re.MULTILINE)
+    assert "database_pool_pre_ping" in fields
+    env_example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    for field in fields:
+        variable = f"{PACKAGE.upper()}_{field.upper()}"
+        if field != "database_echo":
+            assert f"{variable}=" in env_example, variable
+        short = variable.removeprefix(f"{PACKAGE.upper()}_DATABASE")
+        assert variable in readme or f"`{short}`" in readme, variable
+
+
+# ---- the generated suite's behaviour around its server (slow: uv sync + pytest) ----------
+
+
+@pytest.fixture(scope="module")
+def synced_service(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A postgresql service, and its package name, which no other run uses."""
+    suffix = secrets.token_hex(3)
+    root = tmp_path_factory.mktemp("pg") / "service"
+    answers = {"project_name": f"Pg Check {suffix}", "database": "postgresql"}
+    render(root, answers | {"python_version": "3.12"})
+    sync(root, "3.12")
+    return root, f"pg_check_{suffix}"
+
+
+def pytest_output(root: Path, *args: str, **env: str) -> tuple[int, str]:
+    result = run(root, UV, "run", "--no-sync", "pytest", "-p", "no:cacheprovider", *args, env=env)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_unreachable_server_stops_the_suite_with_one_message(
+    synced_service: tuple[Path, str],
+) -> None:
+    url = "postgresql+asyncpg://tester:s3cr3t@127.0.0.1:1/postgres"
+    code, output = pytest_output(synced_service[0], "-q", TEST_DATABASE_URL=url)
+    assert code != 0, output
+    assert output.count("ERROR at setup") == 1, output
+    assert "postgresql+asyncpg://tester:***@127.0.0.1:1/postgres" in output, output
+    assert "s3cr3t" not in output
+    assert "TEST_DATABASE_URL=" in output, output
+    assert "Interrupted" in output, output
+
+
+@pytest.mark.slow
+def test_suite_drops_its_database(synced_service: tuple[Path, str]) -> None:
+    root, package = synced_service
+    code, output = pytest_output(root, "-q", "tests/test_health.py")
+    assert code == 0, output
+    leftovers = run(
+        root,
+        UV,
+        "run",
+        "--no-sync",
+        "python",
+        "-c",
+        "import asyncio, os, sys, asyncpg\n"
+        "async def main():\n"
+        "    url = os.environ['TEST_DATABASE_URL'].replace('+asyncpg', '')\n"
+        "    connection = await asyncpg.connect(url)\n"
+        "    rows = await connection.fetch(\n"
+        "        'SELECT datname FROM pg_database WHERE datname LIKE $1', sys.argv[1] + '%')\n"
+        "    await connection.close()\n"
+        "    print([row[0] for row in rows])\n"
+        "asyncio.run(main())\n",
+        f"test_{package}_",
+    )
+    assert leftovers.returncode == 0, leftovers.stderr
+    assert leftovers.stdout.strip() == "[]", leftovers.stdout

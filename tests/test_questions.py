@@ -1,0 +1,115 @@
+"""copier.yml: defaults, every validator with good and bad answers, computed flags.
+
+A bad answer must stop Copier with a message naming the problem and what is allowed, and
+write no project.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pytest_copie.plugin import Copie
+
+
+def answers(project: Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    return data
+
+
+def test_defaults(copie: Copie) -> None:
+    result = copie.copy(extra_answers={"project_name": "Order Service"})
+    assert result.exit_code == 0, result.exception
+    assert result.project_dir is not None
+    given = answers(result.project_dir)
+    assert given["project_slug"] == "order-service"
+    assert given["package_name"] == "order_service"
+    assert given["python_version"] == "3.12"
+    assert given["database"] == "sqlite"
+    assert given["http_client"] == "none"
+    assert given["example_resource"] is True
+    assert given["ci"] == "github"
+    assert given["docker"] is True
+    # computed flags are never stored as answers
+    assert not {"use_sql", "use_mongo", "use_db", "use_items", "use_http"} & given.keys()
+    assert (result.project_dir / "src/order_service/items/router.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "slug", "package"),
+    [
+        ("Order Service", "order-service", "order_service"),
+        ("my_API v2", "my-api-v2", "my_api_v2"),
+        ("A.B--C", "a-b-c", "a_b_c"),
+    ],
+)
+def test_derived_names(copie: Copie, name: str, slug: str, package: str) -> None:
+    result = copie.copy(extra_answers={"project_name": name, "database": "none"})
+    assert result.exit_code == 0, result.exception
+    assert result.project_dir is not None
+    given = answers(result.project_dir)
+    assert (given["project_slug"], given["package_name"]) == (slug, package)
+
+
+BAD_ANSWERS = [
+    ({"project_name": "9lives"}, "project_name must start with a letter"),
+    ({"project_name": "bad/name"}, "project_name must start with a letter"),
+    ({"project_slug": "Not_Kebab"}, "project_slug must be lowercase kebab-case"),
+    ({"project_slug": "trailing-"}, "project_slug must be lowercase kebab-case"),
+    ({"package_name": "Order"}, "package_name must be a lowercase Python identifier"),
+    ({"package_name": "1abc"}, "package_name must be a lowercase Python identifier"),
+    ({"package_name": "class"}, "is a Python keyword"),
+    ({"package_name": "async"}, "is a Python keyword"),
+    ({"package_name": "json"}, "shadows the standard-library module"),
+    ({"package_name": "asyncio"}, "shadows the standard-library module"),
+    ({"package_name": "fastapi"}, "shadows a dependency"),
+    ({"package_name": "sqlalchemy"}, "shadows a dependency"),
+    ({"package_name": "pymongo"}, "shadows a dependency"),
+    ({"package_name": "bson"}, "shadows a dependency"),
+    ({"package_name": "test"}, "shadows a dependency"),
+    ({"package_name": "tests"}, "shadows a dependency"),
+    ({"author_email": "not-an-email"}, "author_email must be an address"),
+    ({"author_email": "a@b"}, "author_email must be an address"),
+    ({"author_name": "  "}, "author_name must be a non-empty single line"),
+    ({"description": "x" * 201}, "description must be a single line"),
+    ({"python_version": "3.9"}, "python_version"),
+    ({"database": "oracle"}, "database"),
+    ({"ci": "jenkins"}, "ci"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_ANSWERS, ids=[str(b) for b, _ in BAD_ANSWERS])
+def test_bad_answer_is_rejected_with_a_clear_message(
+    copie: Copie, bad: dict[str, Any], message: str
+) -> None:
+    result = copie.copy(extra_answers={"project_name": "Good Name", **bad})
+    assert result.exit_code != 0
+    assert message in str(result.exception)
+    # nothing rendered: no half-written project
+    assert result.project_dir is None or not any(result.project_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        {"package_name": "orders"},
+        {"package_name": "json_api"},
+        {"package_name": "my_fastapi_service"},
+        {"author_email": "first.last+tag@sub.example.co.uk"},
+        {"project_slug": "svc-2"},
+    ],
+    ids=str,
+)
+def test_good_answers_are_accepted(copie: Copie, good: dict[str, Any]) -> None:
+    result = copie.copy(extra_answers={"project_name": "Good Name", "database": "none", **good})
+    assert result.exit_code == 0, result.exception
+
+
+def test_example_resource_is_not_offered_without_a_database(copie: Copie) -> None:
+    result = copie.copy(
+        extra_answers={"project_name": "Gateway", "database": "none", "example_resource": True}
+    )
+    assert result.exit_code == 0, result.exception
+    assert result.project_dir is not None
+    assert not (result.project_dir / "src/gateway/items").exists()
+    assert not (result.project_dir / "src/gateway/db").exists()

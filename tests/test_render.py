@@ -1,0 +1,97 @@
+"""Every combination of options renders; unchosen options leave no files behind; no Jinja
+survives; config files parse."""
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.matrix import combinations, manifest
+
+MANIFEST = manifest()
+COMBOS = MANIFEST["combos"]
+PACKAGE = "matrix_service"
+JINJA = re.compile(r"\{\{[^}]*\}\}|\{%-?\s|\s-?%\}")
+
+
+def test_every_combination_was_rendered() -> None:
+    assert len(COMBOS) == len(combinations())
+    assert len(COMBOS) > 1
+
+
+def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
+    database = answers["database"]
+    sql = database in {"sqlite", "postgresql"}
+    items = database != "none" and answers.get("example_resource", False)
+    src = f"src/{PACKAGE}"
+    return {
+        f"{src}/db": database != "none",
+        f"{src}/db/engine.py": sql,
+        f"{src}/db/sql.py": sql,
+        f"{src}/db/mongo.py": database == "mongodb",
+        f"{src}/migrations/env.py": sql,
+        f"{src}/items": items,
+        f"{src}/items/repository_sql.py": items and sql,
+        f"{src}/items/repository_mongo.py": items and database == "mongodb",
+        f"{src}/items/dependencies.py": items,
+        f"{src}/http.py": answers["http_client"] != "none",
+        "tests/test_items_api.py": items,
+        "tests/fakes.py": items,
+        "tests/test_migrations.py": sql,
+        "tests/fixtures_database.py": database != "none",
+        "tests/test_postgresql.py": database == "postgresql",
+        "tests/fixtures_items.py": items,
+        "tests/test_mongo.py": database == "mongodb",
+        "Dockerfile": answers["docker"],
+        "compose.yaml": answers["docker"],
+        ".github/workflows/ci.yml": answers["ci"] == "github",
+        ".gitlab-ci.yml": answers["ci"] == "gitlab",
+    }
+
+
+@pytest.mark.parametrize("combo", sorted(COMBOS))
+def test_combination(combo: str) -> None:
+    entry = COMBOS[combo]
+    project = Path(entry["dir"])
+    answers = entry["answers"]
+
+    for path, present in expected_presence(answers).items():
+        assert (project / path).exists() == present, f"{path} should be present={present}"
+
+    for path in project.rglob("*"):
+        if path.is_file() and path.suffix != ".mako":
+            text = path.read_text()
+            assert not JINJA.search(text), f"Jinja syntax left in {path.relative_to(project)}"
+        assert "{" not in path.name, f"unrendered file name {path.relative_to(project)}"
+        assert not path.name.endswith(".jinja"), path
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={answers['python_version']}"
+    assert (project / ".python-version").read_text().strip() == answers["python_version"]
+
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    for key, value in answers.items():
+        assert recorded[key] == value
+    for name in ("compose.yaml", ".github/workflows/ci.yml", ".gitlab-ci.yml"):
+        if (project / name).exists():
+            assert yaml.safe_load((project / name).read_text()), name
+
+
+MONGODB_COMBOS = sorted(c for c, e in COMBOS.items() if e["answers"]["database"] == "mongodb")
+SQL_OR_TEST_SERVER = re.compile(r"sqlalchemy|alembic|aiosqlite|asyncpg|secantus", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("combo", MONGODB_COMBOS)
+def test_mongodb_render_has_no_sql_and_no_test_server(combo: str) -> None:
+    """A Mongo service carries PyMongo and nothing of the SQL stack or the template's
+    stand-in test server (the template's own tests start that one)."""
+    project = Path(COMBOS[combo]["dir"])
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert any(dep.startswith("pymongo") for dep in pyproject["project"]["dependencies"])
+    for path in project.rglob("*"):
+        if path.is_file():
+            found = SQL_OR_TEST_SERVER.search(path.read_text())
+            assert not found, f"{found and found.group()} in {path.relative_to(project)}"

@@ -1,0 +1,89 @@
+"""Run a rendered project's own toolchain: uv sync, ruff format/check, mypy, pytest."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+# The uv of the template's own environment: a bare `uv` may be a pyenv shim that the rendered
+# project's .python-version redirects to an interpreter without uv.
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv") or "uv"
+UV_CACHE = Path(os.environ.get("UV_CACHE_DIR", Path.home() / ".cache" / "uv"))
+
+
+def find_python(version: str) -> str:
+    """An interpreter for `version`: on PATH, or a pyenv install, else let uv resolve it."""
+    found = shutil.which(f"python{version}")
+    if found and subprocess.run([found, "-V"], capture_output=True, check=False).returncode == 0:
+        return found
+    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    for candidate in sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}")):
+        return candidate
+    return version
+
+
+# The PostgreSQL server the generated suites of `database=postgresql` run against; each run
+# creates and drops its own database there.
+TEST_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a rendered project's commands; `extra` adds e.g. TEST_MONGODB_URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST_"))}
+    env.update(
+        UV_CACHE_DIR=str(UV_CACHE),  # one cache for every rendered project
+        UV_NO_PROGRESS="1",
+        UV_PYTHON_DOWNLOADS=os.environ.get("UV_PYTHON_DOWNLOADS", "never"),
+        PYTHONDONTWRITEBYTECODE="1",
+        # Two projects' suites share two cores here: judge the event loop generously.
+        SLOW_CALLBACK_SECONDS=os.environ.get("SLOW_CALLBACK_SECONDS", "0.5"),
+        TEST_DATABASE_URL=TEST_DATABASE_URL,
+    )
+    env.update(extra or {})
+    return env
+
+
+def run(
+    project: Path, *args: str, timeout: float = 900, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args),
+        cwd=project,
+        env=project_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def check(
+    project: Path, *args: str, timeout: float = 900, env: Mapping[str, str] | None = None
+) -> str:
+    result = run(project, *args, timeout=timeout, env=env)
+    output = f"$ {' '.join(args)}\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, output[-20000:]
+    return output
+
+
+def sync(project: Path, python_version: str) -> None:
+    check(project, UV, "sync", "--python", find_python(python_version))
+
+
+def verify(project: Path, python_version: str, env: Mapping[str, str] | None = None) -> str:
+    """The full check a service's own CI runs; returns the pytest output.
+
+    `env` reaches the project's test run: the URLs of the servers its tests need.
+    """
+    sync(project, python_version)
+    check(project, UV, "run", "--no-sync", "ruff", "format", "--check", ".")
+    check(project, UV, "run", "--no-sync", "ruff", "check", ".")
+    check(project, UV, "run", "--no-sync", "mypy")
+    return check(project, UV, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider", env=env)
