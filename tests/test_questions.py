@@ -26,13 +26,14 @@ def test_defaults(copie: Copie) -> None:
     assert given["package_name"] == "order_service"
     assert given["python_version"] == "3.12"
     assert given["database"] == "sqlite"
-    assert given["http_client"] == "none"
+    assert given["http_client"] == "httpx"
     assert given["example_resource"] is True
     assert given["ci"] == "github"
     assert given["docker"] is True
     # computed flags are never stored as answers
     assert not {"use_sql", "use_mongo", "use_db", "use_items", "use_http"} & given.keys()
     assert (result.project_dir / "src/order_service/items/router.py").is_file()
+    assert (result.project_dir / "src/order_service/http.py").is_file()
 
 
 @pytest.mark.parametrize(
@@ -66,6 +67,9 @@ BAD_ANSWERS = [
     ({"package_name": "sqlalchemy"}, "shadows a dependency"),
     ({"package_name": "pymongo"}, "shadows a dependency"),
     ({"package_name": "bson"}, "shadows a dependency"),
+    ({"package_name": "aiohttp"}, "shadows a dependency"),
+    ({"package_name": "stamina"}, "shadows a dependency"),
+    ({"package_name": "respx"}, "shadows a dependency"),
     ({"package_name": "test"}, "shadows a dependency"),
     ({"package_name": "tests"}, "shadows a dependency"),
     ({"author_email": "not-an-email"}, "author_email must be an address"),
@@ -75,6 +79,7 @@ BAD_ANSWERS = [
     ({"python_version": "3.9"}, "python_version"),
     ({"database": "oracle"}, "database"),
     ({"ci": "jenkins"}, "ci"),
+    ({"http_client": "requests"}, "http_client"),
 ]
 
 
