@@ -40,7 +40,8 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         f"{src}/http.py": answers["http_client"] != "none",
         "tests/test_items_api.py": items,
         "tests/fakes.py": items,
-        "tests/test_migrations.py": sql,
+        "tests/test_schema.py": sql,
+        "tests/test_migrations.py": False,  # renamed in 0.2.0 (hooks/migrations/)
         "tests/fixtures_database.py": database != "none",
         "tests/test_postgresql.py": database == "postgresql",
         "tests/fixtures_items.py": items,
