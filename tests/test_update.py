@@ -28,8 +28,12 @@ BASE_ANSWERS = {"project_name": "Orders", "python_version": "3.12"}
 TEMPLATE_TESTS = ROOT / "template" / "tests"
 RENAMED_NEW = "{% if use_sql %}test_schema.py{% endif %}.jinja"
 RENAMED_OLD = "{% if use_sql %}test_migrations.py{% endif %}.jinja"
-README_NEW = "Generated from the `copier-async-service` template; pull template fixes with `copier update`."
+README_NEW = (
+    "Generated from the `copier-async-service` template; pull template fixes with `copier update`."
+)
 README_OLD = "Generated from the `copier-async-service` template."
+SCHEMA_DOC_NEW = '"""The Alembic migrations and the SQLAlchemy models describe the same schema."""'
+SCHEMA_DOC_OLD = '"""Models and migrations agree."""'
 CHECK_UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
 CONFLICT = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
 GIT_ENV = {
@@ -52,10 +56,13 @@ def commit_all(cwd: Path, message: str) -> None:
 
 
 def shape_as_0_1_0(template: Path) -> None:
-    """Undo what 0.2.0 changed: the test module's old name, the README line, the scheduled
-    check-update workflow, and the migration that only 0.2.0 ships."""
+    """Undo what 0.2.0 changed: the schema test's old name and docstring, a README line, the
+    scheduled check-update workflow, and the migration that only 0.2.0 ships."""
     tests = template / "template" / "tests"
     (tests / RENAMED_NEW).rename(tests / RENAMED_OLD)
+    renamed = tests / RENAMED_OLD
+    assert renamed.read_text().startswith(SCHEMA_DOC_NEW)
+    renamed.write_text(renamed.read_text().replace(SCHEMA_DOC_NEW, SCHEMA_DOC_OLD, 1))
     readme = template / "template" / "README.md.jinja"
     assert README_NEW in readme.read_text()
     readme.write_text(readme.read_text().replace(README_NEW, README_OLD))
@@ -82,7 +89,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(ROOT / name, repo / name, ignore=ignore)
     shutil.copy2(ROOT / "copier.yml", repo / "copier.yml")
     git(repo, "init", "-q", "-b", "main")
-    working_tree = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+    working_tree = {
+        p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
     shape_as_0_1_0(repo)
     commit_all(repo, "template 0.1.0")
     git(repo, "tag", OLD)
@@ -202,7 +211,8 @@ def make_owner_edits(dst: Path, *, sql: bool) -> list[str]:
     text = app.read_text()
     settings_import = f"from {PACKAGE}.settings import Settings, get_settings\n"
     text = text.replace(
-        settings_import, f"from {PACKAGE}.pricing import router as pricing_router\n{settings_import}"
+        settings_import,
+        f"from {PACKAGE}.pricing import router as pricing_router\n{settings_import}",
     )
     text = text.replace(
         "    app.include_router(health_router)\n",
@@ -214,14 +224,23 @@ def make_owner_edits(dst: Path, *, sql: bool) -> list[str]:
     (dst / "tests" / "test_pricing.py").write_text(OWNER_TEST)
     with (dst / "README.md").open("a") as readme:
         readme.write(OWNER_README)
-    touched = [f"src/{PACKAGE}/app.py", f"src/{PACKAGE}/pricing.py", "tests/test_pricing.py", "README.md"]
+    touched = [
+        f"src/{PACKAGE}/app.py",
+        f"src/{PACKAGE}/pricing.py",
+        "tests/test_pricing.py",
+        "README.md",
+    ]
     if sql:
         revision = dst / "src" / PACKAGE / "migrations" / "versions" / "0002_trim_item_names.py"
         revision.write_text(OWNER_REVISION)
         # An edit inside the module that 0.2.0 renames (the migration must carry it over).
         renamed = dst / "tests" / "test_migrations.py"
-        renamed.write_text(renamed.read_text() + "\n" + OWNER_SCHEMA_NOTE)
-        touched += [str(revision.relative_to(dst)), "tests/test_migrations.py", "tests/test_schema.py"]
+        renamed.write_text(renamed.read_text() + "\n\n" + OWNER_SCHEMA_NOTE)
+        touched += [
+            str(revision.relative_to(dst)),
+            "tests/test_migrations.py",
+            "tests/test_schema.py",
+        ]
     commit_all(dst, "owner edits")
     return touched
 
@@ -288,7 +307,8 @@ def test_update_keeps_owner_edits_and_brings_template_changes(
         assert f"migration 0.2.0: {merged}\n" in err
         schema = (dst / schema_test).read_text()
         assert not CONFLICT.search(schema)
-        assert schema.endswith(OWNER_SCHEMA_NOTE)
+        assert schema.startswith(SCHEMA_DOC_NEW)  # the template's side
+        assert schema.endswith(OWNER_SCHEMA_NOTE)  # the owner's side
         revision = dst / "src" / PACKAGE / "migrations" / "versions" / "0002_trim_item_names.py"
         assert revision.read_text() == OWNER_REVISION
 
