@@ -23,7 +23,7 @@ def note(message: str) -> None:
     print(f"post-copy: {message}", file=sys.stderr)
 
 
-def first_line(text: str) -> str:
+def reason(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     # uv and git put the reason on the last line ("error: ..."), after any context.
     return lines[-1] if lines else "no output"
@@ -56,7 +56,7 @@ def init_git(project: Path) -> None:
         check=False,
     )
     if result.returncode != 0:
-        note(f"git init failed ({first_line(result.stderr)}); run `git init -b main` yourself")
+        note(f"git init failed ({reason(result.stderr)}); run `git init -b main` yourself")
         return
     note("initialised a git repository on branch main; commit the rendered files")
 
@@ -82,7 +82,7 @@ def lock_dependencies(project: Path) -> None:
         return
     if result.returncode != 0:
         note(
-            f"`uv lock` failed ({first_line(result.stderr)}); run `uv lock` when the index is reachable"
+            f"`uv lock` failed ({reason(result.stderr)}); run `uv lock` when the index is reachable"
         )
         return
     note("wrote uv.lock")
