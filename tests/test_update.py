@@ -27,10 +27,7 @@ BASE_ANSWERS = {"project_name": "Orders", "python_version": "3.12"}
 TEMPLATE_TESTS = ROOT / "template" / "tests"
 RENAMED_NEW = "{% if use_sql %}test_schema.py{% endif %}.jinja"
 RENAMED_OLD = "{% if use_sql %}test_migrations.py{% endif %}.jinja"
-README_NEW = (
-    "Generated from the `copier-async-service` template; pull template fixes with `copier update`."
-)
-README_OLD = "Generated from the `copier-async-service` template."
+README_NEW = "\n## Template updates\n"
 SCHEMA_DOC_NEW = '"""The Alembic migrations and the SQLAlchemy models describe the same schema."""'
 SCHEMA_DOC_OLD = '"""Models and migrations agree."""'
 CHECK_UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
@@ -55,7 +52,7 @@ def commit_all(cwd: Path, message: str) -> None:
 
 
 def shape_as_0_1_0(template: Path) -> None:
-    """Undo what 0.2.0 changed: the schema test's old name and docstring, a README line, the
+    """Undo what 0.2.0 changed: the schema test's old name and docstring, a README section, the
     scheduled check-update workflow, and the migration that only 0.2.0 ships."""
     tests = template / "template" / "tests"
     (tests / RENAMED_NEW).rename(tests / RENAMED_OLD)
@@ -63,8 +60,9 @@ def shape_as_0_1_0(template: Path) -> None:
     assert renamed.read_text().startswith(SCHEMA_DOC_NEW)
     renamed.write_text(renamed.read_text().replace(SCHEMA_DOC_NEW, SCHEMA_DOC_OLD, 1))
     readme = template / "template" / "README.md.jinja"
-    assert README_NEW in readme.read_text()
-    readme.write_text(readme.read_text().replace(README_NEW, README_OLD))
+    text = readme.read_text()
+    start, end = text.index(README_NEW), text.index("\n## Settings\n")
+    readme.write_text(text[:start] + text[end:])
     next(template.glob("template/*.github*/workflows/template-update.yml")).unlink()
     copier_yml = template / "copier.yml"
     kept, skipping = [], False
@@ -318,3 +316,46 @@ def test_update_keeps_owner_edits_and_brings_template_changes(
     commit_all(dst, "update to 0.2.0")
     update(dst)
     assert git(dst, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("sqlite", "postgresql"), ("sqlite", "none")],
+    ids=["sqlite-to-postgresql", "sqlite-to-none"],
+)
+def test_changing_the_database_on_update_swaps_its_files(
+    history: Path, tmp_path: Path, before: str, after: str
+) -> None:
+    """`copier update --data database=...` while also moving 0.1.0 -> 0.2.0."""
+    dst = tmp_path / "orders"
+    generate(history, dst, {"database": before})
+    (dst / "src" / PACKAGE / "pricing.py").write_text(OWNER_MODULE)
+    commit_all(dst, "owner module")
+
+    update(dst, database=after)
+
+    assert_clean_merge(dst, [])
+    assert answers_of(dst)["database"] == after
+    assert answers_of(dst)["_commit"] == NEW
+    assert (dst / "src" / PACKAGE / "pricing.py").read_text() == OWNER_MODULE
+    src = dst / "src" / PACKAGE
+    present = {
+        "tests/test_postgresql.py": after == "postgresql",
+        "tests/test_schema.py": after != "none",
+        "tests/test_migrations.py": False,
+        "tests/fixtures_database.py": after != "none",
+        f"src/{PACKAGE}/db": after != "none",
+        f"src/{PACKAGE}/migrations": after != "none",
+        f"src/{PACKAGE}/items": after != "none",
+    }
+    assert {path: (dst / path).exists() for path in present} == present
+    dependencies = (dst / "pyproject.toml").read_text()
+    assert ("aiosqlite" in dependencies) == (after == "sqlite")
+    assert ("asyncpg" in dependencies) == (after == "postgresql")
+    assert ("sqlalchemy" in dependencies.lower()) == (after != "none")
+    if after == "none":
+        assert not list(src.rglob("*sql*")), "SQL leftovers after dropping the database"
+
+    output = verify(dst, BASE_ANSWERS["python_version"], {"TEST_DATABASE_URL": TEST_DATABASE_URL})
+    assert re.search(r"\d+ passed", output), output[-3000:]
