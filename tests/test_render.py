@@ -49,6 +49,7 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         "Dockerfile": answers["docker"],
         "compose.yaml": answers["docker"],
         ".github/workflows/ci.yml": answers["ci"] == "github",
+        ".github/workflows/template-update.yml": answers["ci"] == "github",
         ".gitlab-ci.yml": answers["ci"] == "gitlab",
     }
 

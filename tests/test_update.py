@@ -103,6 +103,21 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+def test_one_copier_version_everywhere() -> None:
+    """_min_copier_version is the Copier the template's tests run and the generated
+    check-update jobs use, and the README names it."""
+    minimum = yaml.safe_load((ROOT / "copier.yml").read_text())["_min_copier_version"]
+    assert f'"copier=={minimum}"' in (ROOT / "pyproject.toml").read_text()
+    assert copier.__version__ == minimum
+    ci_files = [*ROOT.glob("template/*.github*/workflows/template-update.yml")]
+    ci_files += [*ROOT.glob("template/*.gitlab-ci.yml*")]
+    assert len(ci_files) == 2
+    for path in ci_files:
+        pins = re.findall(r"uvx copier==([\w.]+) check-update", path.read_text())
+        assert pins == [minimum], path
+    assert f"tested with Copier {minimum}" in (ROOT / "README.md").read_text()
+
+
 def generate(history: Path, dst: Path, answers: Mapping[str, Any], ref: str = OLD) -> None:
     """`copier copy` with tasks (git init, uv lock), then the owner's first commit."""
     copier.run_copy(

@@ -97,6 +97,9 @@ def before(project: Path, data_dir: Path, src: str, version_from: str) -> str:
 def after(project: Path, data_dir: Path) -> str:
     if not (data_dir / "owner.py").is_file():
         return "nothing to merge"
+    # The base staged before the update is no change of the owner's: leave the old file's
+    # deletion unstaged like the rest of the update, for the owner to review.
+    git(project, "reset", "--quiet", "--", OLD)
     new = project / NEW
     if not new.is_file():
         shutil.rmtree(data_dir)
