@@ -207,7 +207,9 @@ def test_migration_after_never_drops_an_overlapping_edit(tmp_path: Path, rendere
     assert result.returncode == 0, result.stderr
     if rendered:
         merged = (repo / "tests" / "test_schema.py").read_text()
-        assert "<<<<<<< template 0.2.0\nb = 200\n=======\nb = 20\n>>>>>>> your edits\n" in merged
+        assert (
+            "<<<<<<< before updating\nb = 20\n=======\nb = 200\n>>>>>>> after updating\n" in merged
+        )
         assert "with 1 conflict(s) to resolve" in result.stderr
     else:  # the update also dropped the SQL database: nothing to merge into
         assert not (repo / "tests" / "test_schema.py").exists()

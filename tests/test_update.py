@@ -25,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OLD, NEW = "0.1.0", "0.2.0"
 PACKAGE = "orders"
 BASE_ANSWERS = {"project_name": "Orders", "python_version": "3.12"}
-TEMPLATE_TESTS = ROOT / "template" / "tests"
 RENAMED_NEW = "{% if use_sql %}test_schema.py{% endif %}.jinja"
 RENAMED_OLD = "{% if use_sql %}test_migrations.py{% endif %}.jinja"
 README_NEW = "\n## Template updates\n"

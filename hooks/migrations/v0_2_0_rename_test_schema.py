@@ -104,20 +104,22 @@ def after(project: Path, data_dir: Path) -> str:
     if not new.is_file():
         shutil.rmtree(data_dir)
         return f"{NEW} is not rendered any more (no SQL database); git history keeps {OLD}"
+    # Into the owner's version, with Copier's own conflict labels and order.
+    ours = data_dir / "owner.py"
     merged = subprocess.run(
         [
             "git",
             "merge-file",
             "-L",
-            "template 0.2.0",
+            "before updating",
             "-L",
-            "template before 0.2.0",
+            "last update",
             "-L",
-            "your edits",
+            "after updating",
             "--",
-            str(new),
+            str(ours),
             str(data_dir / "base.py"),
-            str(data_dir / "owner.py"),
+            str(new),
         ],
         capture_output=True,
         text=True,
@@ -125,6 +127,7 @@ def after(project: Path, data_dir: Path) -> str:
     )
     if merged.returncode < 0 or merged.returncode > 127:
         return f"git merge-file failed ({merged.stderr.strip()}); your edits are in {data_dir}"
+    shutil.copyfile(ours, new)
     shutil.rmtree(data_dir)
     if merged.returncode:
         return (
