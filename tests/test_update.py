@@ -8,6 +8,7 @@ would: `copier update --defaults --conflict inline`, which goes to the newest ta
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -382,3 +383,43 @@ def test_changing_the_database_on_update_swaps_its_files(
 
     output = verify(dst, BASE_ANSWERS["python_version"], service_env(after, request))
     assert re.search(r"\d+ passed", output), output[-3000:]
+
+
+CHECK_UPDATE = "uvx copier=={} check-update --output-format json ."
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab"])
+@pytest.mark.parametrize("available", [True, False])
+def test_scheduled_check_update_job_fails_only_when_a_newer_version_is_out(
+    tmp_path: Path, ci: str, available: bool
+) -> None:
+    """The generated job's script, run with `copier check-update`'s JSON report in place of
+    the real call (which needs the template repository)."""
+    dst = tmp_path / "svc"
+    copier.run_copy(
+        str(ROOT),
+        str(dst),
+        data={**BASE_ANSWERS, "ci": ci},
+        defaults=True,
+        vcs_ref="HEAD",
+        unsafe=True,
+        quiet=True,
+        skip_tasks=True,
+    )
+    if ci == "github":
+        job = yaml.safe_load((dst / CHECK_UPDATE_WORKFLOW).read_text())["jobs"]["check-update"]
+        script = job["steps"][-1]["run"]
+    else:
+        job = yaml.safe_load((dst / ".gitlab-ci.yml").read_text())["template-update"]
+        assert job["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+        script = "\n".join(job["script"])
+    minimum = yaml.safe_load((ROOT / "copier.yml").read_text())["_min_copier_version"]
+    assert CHECK_UPDATE.format(minimum) in script
+    report = {"update_available": available, "current_version": OLD, "latest_version": NEW}
+    fake = f"echo '{json.dumps(report)}'"
+    result = run(tmp_path, "bash", "-e", "-c", script.replace(CHECK_UPDATE.format(minimum), fake))
+    assert result.returncode == (1 if available else 0), result.stdout + result.stderr
+    if available and ci == "github":
+        assert f"::error title=Template update available::template {NEW} is out" in result.stdout
+    elif available:
+        assert "A newer template version is out: run 'copier update --trust'" in result.stdout
