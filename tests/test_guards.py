@@ -85,7 +85,10 @@ MISTAKES = [
         "items/repository_sql.py",
         "for item_id in sorted((source_id, target_id)):",
         "for item_id in (source_id, target_id):",
-        (*PYTEST, "tests/test_items_concurrency.py::test_opposite_transfers_neither_deadlock_nor_lose_updates"),
+        (
+            *PYTEST,
+            "tests/test_items_concurrency.py::test_opposite_transfers_neither_deadlock_nor_lose_updates",
+        ),
         "deadlock detected",
         databases=("postgresql",),
     ),

@@ -47,7 +47,8 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         "tests/test_fanout.py": answers["http_client"] != "none",
         "tests/test_items_api.py": items,
         "tests/fakes.py": items,
-        "tests/test_migrations.py": sql,
+        "tests/test_schema.py": sql,
+        "tests/test_migrations.py": False,  # renamed in 0.2.0 (hooks/migrations/)
         "tests/fixtures_database.py": database != "none",
         "tests/test_postgresql.py": database == "postgresql",
         "tests/fixtures_items.py": items,
@@ -55,6 +56,7 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         "Dockerfile": answers["docker"],
         "compose.yaml": answers["docker"],
         ".github/workflows/ci.yml": answers["ci"] == "github",
+        ".github/workflows/template-update.yml": answers["ci"] == "github",
         ".gitlab-ci.yml": answers["ci"] == "gitlab",
     }
 
