@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,40 @@ def test_changing_the_database_on_update_swaps_its_files(
         assert not list(src.rglob("*sql*")), "SQL leftovers after dropping the database"
 
     output = verify(dst, BASE_ANSWERS["python_version"], service_env(after, request))
+    assert re.search(r"\d+ passed", output), output[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("none", "httpx"), ("httpx", "aiohttp")],
+    ids=["none-to-httpx", "httpx-to-aiohttp"],
+)
+def test_changing_the_http_client_on_update_swaps_its_files(
+    history: Path, tmp_path: Path, before: str, after: str, request: pytest.FixtureRequest
+) -> None:
+    """`copier update --data http_client=...`: a gateway service gains or swaps its client."""
+    dst = tmp_path / "gateway"
+    generate(history, dst, {"database": "none", "http_client": before})
+    (dst / "src" / PACKAGE / "pricing.py").write_text(OWNER_MODULE)
+    commit_all(dst, "owner module")
+
+    update(dst, http_client=after)
+
+    assert_clean_merge(dst, [])
+    assert answers_of(dst)["http_client"] == after
+    assert (dst / "src" / PACKAGE / "pricing.py").read_text() == OWNER_MODULE
+    for path in (f"src/{PACKAGE}/http.py", f"src/{PACKAGE}/upstream.py", "tests/test_upstream.py"):
+        assert (dst / path).exists(), path
+    http_module = (dst / "src" / PACKAGE / "http.py").read_text()
+    assert ("import aiohttp" in http_module) == (after == "aiohttp")
+    assert ("import httpx" in http_module) == (after == "httpx")
+    dependencies = tomllib.loads((dst / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=\[ ;]", dep, maxsplit=1)[0] for dep in dependencies}
+    assert after in names
+    assert before not in names
+
+    output = verify(dst, BASE_ANSWERS["python_version"], service_env("none", request))
     assert re.search(r"\d+ passed", output), output[-3000:]
 
 
