@@ -50,7 +50,7 @@ class ItemPage(BaseModel):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Same bound as the service's default pool (pool_size 10 + max_overflow 10).
+    # The same bound as the service's default pool: 20 connections per process.
     pool = await asyncpg.create_pool(
         os.environ["BENCH_BASELINE_DSN"],
         min_size=int(os.environ.get("BENCH_BASELINE_POOL_MIN", "10")),
