@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-PACKAGE = "bench_service"
+PACKAGE = os.environ.get("BENCH_PACKAGE", "bench_service")
 ENV_PREFIX = PACKAGE.upper() + "_"
 APPS = ("service", "baseline")
 ENDPOINTS = {
@@ -141,6 +141,7 @@ class Server:
         raise SystemExit(f"{self.name} did not answer within {timeout}s; log:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
+        log(f"stopping {self.name} (pid {self.process.pid})")
         if self.process.poll() is None:
             # The server runs in its own session: signal its whole group (uvicorn + children).
             with contextlib.suppress(ProcessLookupError):
@@ -378,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             ))  # fmt: skip
             for server in servers:
                 server.wait_ready()
+                log(f"{server.name} pid {server.process.pid} on {server.url}")
             by_name = {server.name: server for server in servers}
             common = {"threads": args.threads, "timeout": args.timeout, "n_items": args.items}
             run_id = f"{os.getpid()}-{int(time.time())}"
