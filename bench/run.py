@@ -342,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (or your OS's package)")
+    # Both stop the run the same way (servers stopped, database dropped), even when a
+    # non-interactive shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     load_before = load_average()
     workdir = Path(tempfile.mkdtemp(prefix="copier-bench-"))
