@@ -78,7 +78,7 @@ def create_app() -> FastAPI:
     async def create_item(data: ItemCreate, request: Request) -> ItemRead:
         try:
             row = await pool_of(request).fetchrow(
-                f"INSERT INTO items (name, description, quantity) VALUES ($1, $2, $3) "  # noqa: S608
+                f"INSERT INTO items (name, description, quantity) VALUES ($1, $2, $3) "
                 f"RETURNING {COLUMNS}",
                 data.name,
                 data.description,
@@ -96,12 +96,12 @@ def create_app() -> FastAPI:
     ) -> ItemPage:
         if after is None:
             rows = await pool_of(request).fetch(
-                f"SELECT {COLUMNS} FROM items ORDER BY id LIMIT $1",  # noqa: S608
+                f"SELECT {COLUMNS} FROM items ORDER BY id LIMIT $1",
                 limit,
             )
         else:
             rows = await pool_of(request).fetch(
-                f"SELECT {COLUMNS} FROM items WHERE id > $1 ORDER BY id LIMIT $2",  # noqa: S608
+                f"SELECT {COLUMNS} FROM items WHERE id > $1 ORDER BY id LIMIT $2",
                 after,
                 limit,
             )
@@ -111,7 +111,7 @@ def create_app() -> FastAPI:
     @app.get("/items/{item_id}")
     async def get_item(item_id: int, request: Request) -> ItemRead:
         row = await pool_of(request).fetchrow(
-            f"SELECT {COLUMNS} FROM items WHERE id = $1",  # noqa: S608
+            f"SELECT {COLUMNS} FROM items WHERE id = $1",
             item_id,
         )
         if row is None:

@@ -1,8 +1,8 @@
 """Bench database chores, run with the rendered project's interpreter (it has asyncpg).
 
-    python db.py create ADMIN_DSN NAME     drop NAME if it exists, then create it
-    python db.py seed DSN N                insert N items (ids 1..N) and ANALYZE
-    python db.py drop ADMIN_DSN NAME       drop NAME, disconnecting whoever is still on it
+python db.py create ADMIN_DSN NAME     drop NAME if it exists, then create it
+python db.py seed DSN N                insert N items (ids 1..N) and ANALYZE
+python db.py drop ADMIN_DSN NAME       drop NAME, disconnecting whoever is still on it
 """
 
 import asyncio

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import glob
 import json
+import math
 import os
 import platform
 import shutil
@@ -70,7 +71,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def check_call(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+def check_call(
+    args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> str:
     result = subprocess.run(
         args, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, check=False
     )
@@ -132,13 +135,19 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} exited at startup; log:\n{self.log_path.read_text()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + "/health/live", timeout=1) as response:
-                    if response.status == 200:
-                        return
+                raise SystemExit(
+                    f"{self.name} exited at startup; log:\n{self.log_path.read_text()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.url + "/health/live", timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return
             time.sleep(0.2)
-        raise SystemExit(f"{self.name} did not answer within {timeout}s; log:\n{self.log_path.read_text()}")
+        raise SystemExit(
+            f"{self.name} did not answer within {timeout}s; log:\n{self.log_path.read_text()}"
+        )
 
     def stop(self) -> None:
         log(f"stopping {self.name} (pid {self.process.pid})")
@@ -154,7 +163,9 @@ class Server:
                 self.process.wait(timeout=5)
 
 
-def start_server(name: str, args: list[str], cwd: Path, env: dict[str, str], workdir: Path) -> Server:
+def start_server(
+    name: str, args: list[str], cwd: Path, env: dict[str, str], workdir: Path
+) -> Server:
     port = free_port()
     log_path = workdir / f"{name}.log"
     command = [
@@ -214,8 +225,15 @@ class Point:
 
 
 def wrk(
-    server: Server, mode: str, connections: int, seconds: int, *, threads: int, timeout: int,
-    prefix: str, n_items: int,
+    server: Server,
+    mode: str,
+    connections: int,
+    seconds: int,
+    *,
+    threads: int,
+    timeout: int,
+    prefix: str,
+    n_items: int,
 ) -> Run:
     threads = min(threads, connections)
     command = [
@@ -247,7 +265,7 @@ def load_average() -> str:
 
 
 def fmt(value: float, digits: int = 1) -> str:
-    return "n/a" if value != value else f"{value:,.{digits}f}"  # NaN check
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def table(points: list[Point]) -> str:
@@ -279,12 +297,25 @@ def targets(points: list[Point]) -> list[str]:
     lines = []
     for point in points:
         if point.endpoint in ("get", "list") and point.connections in (10, 100):
-            lines.append(_target(f"{point.endpoint} @{point.connections} req/s ratio", point.ratio("rps"), ">=", 0.7))
+            lines.append(
+                _target(
+                    f"{point.endpoint} @{point.connections} req/s ratio",
+                    point.ratio("rps"),
+                    ">=",
+                    0.7,
+                )
+            )
         if point.connections == 100 and point.endpoint in ("get", "list"):
-            lines.append(_target(f"{point.endpoint} @100 p99 ratio", point.ratio("p99_ms"), "<=", 1.5))
+            lines.append(
+                _target(f"{point.endpoint} @100 p99 ratio", point.ratio("p99_ms"), "<=", 1.5)
+            )
         if point.connections >= 500:
             bad = point.total("service", "errors") + point.total("service", "timeouts")
-            lines.append(_target(f"{point.endpoint} @{point.connections} service errors+timeouts", bad, "<=", 0))
+            lines.append(
+                _target(
+                    f"{point.endpoint} @{point.connections} service errors+timeouts", bad, "<=", 0
+                )
+            )
     if points:
         # RSS after all the load: the last point's, when both servers have seen everything.
         lines.append(_target("RSS ratio after load", points[-1].ratio("rss_mib"), "<=", 1.3))
@@ -297,14 +328,24 @@ def _target(name: str, value: float, op: str, limit: float) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=15, help="seconds per point (default 15)")
-    parser.add_argument("--connections", default="10,100,500", help="comma-separated (default 10,100,500)")
+    parser.add_argument(
+        "--connections", default="10,100,500", help="comma-separated (default 10,100,500)"
+    )
     parser.add_argument("--repeat", type=int, default=2, help="runs per point and app (default 2)")
-    parser.add_argument("--endpoints", default=",".join(ENDPOINTS), help=f"subset of {','.join(ENDPOINTS)}")
+    parser.add_argument(
+        "--endpoints", default=",".join(ENDPOINTS), help=f"subset of {','.join(ENDPOINTS)}"
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--timeout", type=int, default=10, help="wrk request timeout in s (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per app and endpoint")
+    parser.add_argument(
+        "--timeout", type=int, default=10, help="wrk request timeout in s (default 10)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="warm-up seconds per app and endpoint"
+    )
     parser.add_argument("--items", type=int, default=10_000, help="seeded items (default 10000)")
     parser.add_argument("--python", default="3.12", help="Python of the rendered project")
     parser.add_argument(
@@ -312,7 +353,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="where to create the throwaway bench database",
     )
-    parser.add_argument("--project", type=Path, help="use this rendered project instead of rendering")
+    parser.add_argument(
+        "--project", type=Path, help="use this rendered project instead of rendering"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the rendered project and logs")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
@@ -369,7 +412,11 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
             log("migrating and seeding")
-            check_call([str(project / ".venv" / "bin" / PACKAGE), "db", "upgrade"], cwd=workdir, env=service_env)
+            check_call(
+                [str(project / ".venv" / "bin" / PACKAGE), "db", "upgrade"],
+                cwd=workdir,
+                env=service_env,
+            )
             check_call([python, str(BENCH / "db.py"), "seed", dsn, str(args.items)])
 
             servers.append(start_server(
@@ -391,7 +438,14 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"warm-up: {args.warmup}s per app and endpoint at 100 connections")
                 for endpoint in args.endpoints:
                     for app in APPS:
-                        wrk(by_name[app], endpoint, 100, args.warmup, prefix=f"w{app}{run_id}", **common)
+                        wrk(
+                            by_name[app],
+                            endpoint,
+                            100,
+                            args.warmup,
+                            prefix=f"w{app}{run_id}",
+                            **common,
+                        )
 
             points: list[Point] = []
             for endpoint in args.endpoints:
@@ -403,7 +457,14 @@ def main(argv: list[str] | None = None) -> int:
                         order = APPS if repeat % 2 == 0 else APPS[::-1]
                         for app in order:
                             prefix = f"{app[0]}{run_id}-{connections}-{repeat}"
-                            run = wrk(by_name[app], endpoint, connections, args.duration, prefix=prefix, **common)
+                            run = wrk(
+                                by_name[app],
+                                endpoint,
+                                connections,
+                                args.duration,
+                                prefix=prefix,
+                                **common,
+                            )
                             point.runs[app].append(run)
                             log(
                                 f"{endpoint:>6} c={connections:<4} #{repeat + 1} {app:<8} "
