@@ -341,7 +341,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument(
-        "--timeout", type=int, default=10, help="wrk request timeout in s (default 10)"
+        "--timeout",
+        type=int,
+        default=30,
+        help="wrk request timeout in s (default 30, the service's request timeout)",
     )
     parser.add_argument(
         "--warmup", type=int, default=2, help="warm-up seconds per app and endpoint"
