@@ -26,7 +26,8 @@ class Mistake:
 
 
 LIVE = 'async def live() -> dict[str, str]:\n    return {"status": "ok"}'
-READER = "    return ItemService(SqlItemRepository(session), repository_opener(resources))"
+# The start of get_item_reader's return line, in the SQLite and the PostgreSQL wiring alike.
+READER = "    return ItemReadService("
 PYTEST = (UV, "run", "--no-sync", "pytest", "-q", "-x")
 
 MISTAKES = [
@@ -50,9 +51,7 @@ MISTAKES = [
         "session-never-closed",
         "items/dependencies.py",
         READER,
-        '    leaked = resources.sessionmaker()\n    await leaked.execute(text("SELECT 1"))\n'
-        + READER
-        + "\n\n\nfrom sqlalchemy import text  # noqa: E402",
+        "    leaked = resources.sessionmaker()\n    await leaked.connection()\n" + READER,
         (*PYTEST, "tests/test_items_api.py::test_create_then_get"),
         "[leak guard]",
     ),

@@ -1,0 +1,519 @@
+"""Benchmark a rendered PostgreSQL service against a hand-written FastAPI + asyncpg baseline.
+
+    uv run python bench/run.py [--duration 15] [--connections 10,100,500] [--repeat 2]
+
+Renders `database=postgresql` from this working tree (Copier, vcs_ref HEAD), syncs it with
+uv, creates and seeds a throwaway database (the service's migrations, then N items), starts
+the service and bench/baseline.py with uvicorn (1 worker, access log off, --factory) in the
+rendered project's environment (same Python, FastAPI, uvicorn, uvloop, httptools, asyncpg),
+and loads both with wrk, interleaved point by point, each point repeated. Prints a markdown
+table: req/s, p50, p99, errors, timeouts, server RSS and the service/baseline ratios.
+Both servers and the database are cleaned up at the end, also on failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+PACKAGE = os.environ.get("BENCH_PACKAGE", "bench_service")
+ENV_PREFIX = PACKAGE.upper() + "_"
+APPS = ("service", "baseline")
+ENDPOINTS = {
+    "health": "GET /health/live",
+    "get": "GET /items/{id} (rotating ids)",
+    "list": "GET /items?limit=10",
+    "create": "POST /items",
+}
+# The uv next to this interpreter (the template's dev env): a bare `uv` may be a pyenv shim.
+UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv") or "uv"
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def find_python(version: str) -> str:
+    found = shutil.which(f"python{version}")
+    if found and subprocess.run([found, "-V"], capture_output=True, check=False).returncode == 0:
+        return found
+    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    for candidate in sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}")):
+        return candidate
+    return version
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST_"))}
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    env["UV_NO_PROGRESS"] = "1"
+    env.update(extra)
+    return env
+
+
+def check_call(
+    args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> str:
+    result = subprocess.run(
+        args, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise SystemExit(
+            f"command failed ({result.returncode}): {' '.join(args)}\n{result.stdout}\n{result.stderr}"
+        )
+    return result.stdout
+
+
+def render(dest: Path) -> None:
+    from copier import run_copy  # the template's dev env has Copier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DirtyLocalWarning: a dirty tree is rendered as is
+        run_copy(
+            str(ROOT),
+            str(dest),
+            data={
+                "project_name": "Bench Service",
+                "database": "postgresql",
+                "example_resource": True,
+                "ci": "none",
+                "docker": False,
+            },
+            vcs_ref="HEAD",
+            defaults=True,
+            unsafe=True,
+            skip_tasks=True,
+            quiet=True,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(
+                    f"{self.name} exited at startup; log:\n{self.log_path.read_text()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.url + "/health/live", timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.2)
+        raise SystemExit(
+            f"{self.name} did not answer within {timeout}s; log:\n{self.log_path.read_text()}"
+        )
+
+    def stop(self) -> None:
+        log(f"stopping {self.name} (pid {self.process.pid})")
+        if self.process.poll() is None:
+            # The server runs in its own session: signal its whole group (uvicorn + children).
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+
+def start_server(
+    name: str, args: list[str], cwd: Path, env: dict[str, str], workdir: Path
+) -> Server:
+    port = free_port()
+    log_path = workdir / f"{name}.log"
+    command = [
+        *args,
+        "--factory",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",
+        "--no-access-log",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+        )
+    return Server(name, process, port, log_path)
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx/3xx responses + socket errors (connect, read, write)
+    timeouts: int
+    rss_mib: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Point:
+    endpoint: str
+    connections: int
+    runs: dict[str, list[Run]] = field(default_factory=lambda: {app: [] for app in APPS})
+
+    def median(self, app: str, attribute: str) -> float:
+        values = [getattr(run, attribute) for run in self.runs[app]]
+        return statistics.median(values) if values else float("nan")
+
+    def total(self, app: str, attribute: str) -> int:
+        return sum(getattr(run, attribute) for run in self.runs[app])
+
+    def ratio(self, attribute: str) -> float:
+        service = self.median("service", attribute)
+        baseline = self.median("baseline", attribute)
+        return service / baseline if baseline else float("nan")
+
+
+def wrk(
+    server: Server,
+    mode: str,
+    connections: int,
+    seconds: int,
+    *,
+    threads: int,
+    timeout: int,
+    prefix: str,
+    n_items: int,
+) -> Run:
+    threads = min(threads, connections)
+    command = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s",
+        "-s", str(BENCH / "load.lua"), server.url, "--", mode, prefix, str(n_items),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    line = next(
+        (line for line in result.stdout.splitlines() if line.startswith("BENCH_JSON ")), None
+    )
+    if result.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed: {' '.join(command)}\n{result.stdout}\n{result.stderr}")
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    if server.process.poll() is not None:
+        raise SystemExit(f"{server.name} died under load; log:\n{server.log_path.read_text()}")
+    return Run(
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        errors=data["connect"] + data["read"] + data["write"] + data["status"],
+        timeouts=data["timeout"],
+        rss_mib=rss_mib(server.process.pid),
+    )
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def table(points: list[Point]) -> str:
+    header = (
+        "| endpoint | conns | service req/s | baseline req/s | ratio | p50 ms s / b "
+        "| p99 ms s / b | p99 ratio | errors s / b | timeouts s / b | RSS MiB s / b | RSS ratio |"
+    )
+    lines = [header, "|" + "|".join("---" for _ in range(header.count("|") - 1)) + "|"]
+    for point in points:
+        m = point.median
+        lines.append(
+            f"| {point.endpoint} | {point.connections} "
+            f"| {fmt(m('service', 'rps'), 0)} | {fmt(m('baseline', 'rps'), 0)} "
+            f"| {fmt(point.ratio('rps'), 2)} "
+            f"| {fmt(m('service', 'p50_ms'))} / {fmt(m('baseline', 'p50_ms'))} "
+            f"| {fmt(m('service', 'p99_ms'))} / {fmt(m('baseline', 'p99_ms'))} "
+            f"| {fmt(point.ratio('p99_ms'), 2)} "
+            f"| {point.total('service', 'errors')} / {point.total('baseline', 'errors')} "
+            f"| {point.total('service', 'timeouts')} / {point.total('baseline', 'timeouts')} "
+            f"| {fmt(max(r.rss_mib for r in point.runs['service']))} / "
+            f"{fmt(max(r.rss_mib for r in point.runs['baseline']))} "
+            f"| {fmt(point.ratio('rss_mib'), 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(points: list[Point]) -> list[str]:
+    """The issue's targets, each with the measured value: printed, never asserted."""
+    lines = []
+    for point in points:
+        if point.endpoint in ("get", "list") and point.connections in (10, 100):
+            lines.append(
+                _target(
+                    f"{point.endpoint} @{point.connections} req/s ratio",
+                    point.ratio("rps"),
+                    ">=",
+                    0.7,
+                )
+            )
+        if point.connections == 100 and point.endpoint in ("get", "list"):
+            lines.append(
+                _target(f"{point.endpoint} @100 p99 ratio", point.ratio("p99_ms"), "<=", 1.5)
+            )
+        if point.connections >= 500:
+            bad = point.total("service", "errors") + point.total("service", "timeouts")
+            lines.append(
+                _target(
+                    f"{point.endpoint} @{point.connections} service errors+timeouts", bad, "<=", 0
+                )
+            )
+    if points:
+        # RSS after all the load: the last point's, when both servers have seen everything.
+        lines.append(_target("RSS ratio after load", points[-1].ratio("rss_mib"), "<=", 1.3))
+    return lines
+
+
+def _target(name: str, value: float, op: str, limit: float) -> str:
+    met = value >= limit if op == ">=" else value <= limit
+    return f"- {'met ' if met else 'MISS'} {name}: {fmt(value, 2)} (target {op} {limit})"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=15, help="seconds per point (default 15)")
+    parser.add_argument(
+        "--connections", default="10,100,500", help="comma-separated (default 10,100,500)"
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="runs per point and app (default 2)")
+    parser.add_argument(
+        "--endpoints", default=",".join(ENDPOINTS), help=f"subset of {','.join(ENDPOINTS)}"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=30,
+        help="wrk request timeout in s (default 30, the service's request timeout)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="warm-up seconds per app and endpoint"
+    )
+    parser.add_argument("--items", type=int, default=10_000, help="seeded items (default 10000)")
+    parser.add_argument("--python", default="3.12", help="Python of the rendered project")
+    parser.add_argument(
+        "--admin-dsn",
+        default=os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="where to create the throwaway bench database",
+    )
+    parser.add_argument(
+        "--project", type=Path, help="use this rendered project instead of rendering"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the rendered project and logs")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    args = parser.parse_args(argv)
+    args.connections = [int(c) for c in args.connections.split(",")]
+    args.endpoints = args.endpoints.split(",")
+    unknown = set(args.endpoints) - set(ENDPOINTS)
+    if unknown:
+        parser.error(f"unknown endpoints {sorted(unknown)}; choose from {list(ENDPOINTS)}")
+    return args
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def bench_database(python: str, admin_dsn: str) -> Iterator[str]:
+    name = f"copier_bench_{os.getpid()}"
+    check_call([python, str(BENCH / "db.py"), "create", admin_dsn, name])
+    try:
+        yield admin_dsn.rsplit("/", 1)[0] + "/" + name
+    finally:
+        check_call([python, str(BENCH / "db.py"), "drop", admin_dsn, name])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (or your OS's package)")
+    # Both stop the run the same way (servers stopped, database dropped), even when a
+    # non-interactive shell started us with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    load_before = load_average()
+    workdir = Path(tempfile.mkdtemp(prefix="copier-bench-"))
+    servers: list[Server] = []
+    try:
+        project = args.project
+        if project is None:
+            project = workdir / "bench-service"
+            log(f"rendering database=postgresql into {project}")
+            render(project)
+            log("uv sync")
+            check_call([UV, "sync", "--python", find_python(args.python)], cwd=project)
+        python = str(project / ".venv" / "bin" / "python")
+        with bench_database(python, args.admin_dsn) as dsn:
+            sa_url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+            service_env = clean_env(
+                **{
+                    f"{ENV_PREFIX}DATABASE_URL": sa_url,
+                    f"{ENV_PREFIX}ACCESS_LOG": "false",
+                    f"{ENV_PREFIX}LOG_JSON": "true",
+                    f"{ENV_PREFIX}ENVIRONMENT": "production",
+                }
+            )
+            log("migrating and seeding")
+            check_call(
+                [str(project / ".venv" / "bin" / PACKAGE), "db", "upgrade"],
+                cwd=workdir,
+                env=service_env,
+            )
+            check_call([python, str(BENCH / "db.py"), "seed", dsn, str(args.items)])
+
+            servers.append(start_server(
+                "service", [python, "-m", "uvicorn", f"{PACKAGE}.app:create_app"],
+                workdir, service_env, workdir,
+            ))  # fmt: skip
+            servers.append(start_server(
+                "baseline", [python, "-m", "uvicorn", "baseline:create_app", "--app-dir", str(BENCH)],
+                workdir, clean_env(BENCH_BASELINE_DSN=dsn), workdir,
+            ))  # fmt: skip
+            for server in servers:
+                server.wait_ready()
+                log(f"{server.name} pid {server.process.pid} on {server.url}")
+            by_name = {server.name: server for server in servers}
+            common = {"threads": args.threads, "timeout": args.timeout, "n_items": args.items}
+            run_id = f"{os.getpid()}-{int(time.time())}"
+
+            if args.warmup > 0:
+                log(f"warm-up: {args.warmup}s per app and endpoint at 100 connections")
+                for endpoint in args.endpoints:
+                    for app in APPS:
+                        wrk(
+                            by_name[app],
+                            endpoint,
+                            100,
+                            args.warmup,
+                            prefix=f"w{app}{run_id}",
+                            **common,
+                        )
+
+            points: list[Point] = []
+            for endpoint in args.endpoints:
+                for connections in args.connections:
+                    point = Point(endpoint, connections)
+                    points.append(point)
+                    for repeat in range(args.repeat):
+                        # Alternate who goes first, so drift on a shared machine hits both.
+                        order = APPS if repeat % 2 == 0 else APPS[::-1]
+                        for app in order:
+                            prefix = f"{app[0]}{run_id}-{connections}-{repeat}"
+                            run = wrk(
+                                by_name[app],
+                                endpoint,
+                                connections,
+                                args.duration,
+                                prefix=prefix,
+                                **common,
+                            )
+                            point.runs[app].append(run)
+                            log(
+                                f"{endpoint:>6} c={connections:<4} #{repeat + 1} {app:<8} "
+                                f"{run.rps:8.0f} req/s p50 {run.p50_ms:7.1f} ms p99 {run.p99_ms:7.1f} ms "
+                                f"errors {run.errors} timeouts {run.timeouts} RSS {run.rss_mib:.0f} MiB"
+                            )
+    except KeyboardInterrupt:
+        log("interrupted: stopping the servers")
+        raise SystemExit(130) from None
+    finally:
+        for server in servers:
+            server.stop()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    load_after = load_average()
+    print()
+    print(
+        f"wrk -t{args.threads} --timeout {args.timeout:g}s, {args.duration:g} s per point, "
+        f"{args.repeat} run(s) per point and app (medians; errors/timeouts summed), "
+        f"warm-up {args.warmup:g} s; {args.items} seeded items; uvicorn 1 worker, access log off"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {args.python}; "
+        f"load average before {load_before}, after {load_after}"
+    )
+    print()
+    print(table(points))
+    print()
+    print("Targets (service / baseline):")
+    print("\n".join(targets(points)))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                [
+                    {"endpoint": p.endpoint, "connections": p.connections,
+                     "runs": {app: [r.__dict__ for r in runs] for app, runs in p.runs.items()}}
+                    for p in points
+                ],
+                indent=2,
+            )
+        )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

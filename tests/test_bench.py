@@ -1,0 +1,75 @@
+"""The benchmark (bench/run.py) still runs end to end: a tiny run, so it cannot rot.
+
+It asserts what the run prints and that it cleans up, never a timing.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose: it no longer serves or holds connections.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+@pytest.mark.slow
+def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST_"))}
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--duration", "1", "--connections", "10"]
+        + ["--repeat", "1", "--warmup", "0", "--items", "200"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, output
+
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| endpoint"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    for column in (
+        "service req/s",
+        "baseline req/s",
+        "ratio",
+        "p50 ms s / b",
+        "p99 ms s / b",
+        "errors s / b",
+        "timeouts s / b",
+        "RSS MiB s / b",
+        "RSS ratio",
+    ):
+        assert column in columns, (column, header)
+    rows = {
+        cells[0]: dict(zip(columns, cells, strict=True))
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| endpoint")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    assert set(rows) == {"health", "get", "list", "create"}, output
+    for endpoint, row in rows.items():
+        assert row["conns"] == "10"
+        assert float(row["service req/s"].replace(",", "")) > 0, (endpoint, row)
+        assert float(row["baseline req/s"].replace(",", "")) > 0, (endpoint, row)
+        # Non-2xx answers or socket errors mean the two apps or the load script disagree
+        # (a wrong id, a duplicate name, a crash), whatever the machine's speed.
+        assert row["errors s / b"] == "0 / 0", (endpoint, row)
+    assert "load average before" in result.stdout
+
+    pids = [int(pid) for pid in re.findall(r"(?:service|baseline) pid (\d+)", result.stderr)]
+    assert len(pids) == 2, result.stderr
+    assert not [pid for pid in pids if process_exists(pid)], "a server outlived the benchmark"
