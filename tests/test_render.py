@@ -36,6 +36,7 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         f"{src}/items": items,
         f"{src}/items/repository_sql.py": items and sql,
         f"{src}/items/repository_mongo.py": items and database == "mongodb",
+        f"{src}/items/repository_pg.py": items and database == "postgresql",
         f"{src}/items/dependencies.py": items,
         f"{src}/http.py": answers["http_client"] != "none",
         f"{src}/upstream.py": answers["http_client"] != "none",
