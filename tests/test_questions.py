@@ -7,9 +7,12 @@ write no project.
 from pathlib import Path
 from typing import Any
 
+import copier
 import pytest
 import yaml
 from pytest_copie.plugin import Copie
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def answers(project: Path) -> dict[str, Any]:
@@ -34,6 +37,23 @@ def test_defaults(copie: Copie) -> None:
     assert not {"use_sql", "use_mongo", "use_db", "use_items", "use_http"} & given.keys()
     assert (result.project_dir / "src/order_service/items/router.py").is_file()
     assert (result.project_dir / "src/order_service/http.py").is_file()
+
+
+def test_project_name_defaults_to_the_destination_folder(tmp_path: Path) -> None:
+    """`copier copy --defaults <template> order-service` needs no --data at all."""
+    destination = tmp_path / "order-service"
+    copier.run_copy(
+        str(ROOT),
+        str(destination),
+        defaults=True,
+        vcs_ref="HEAD",
+        unsafe=True,
+        quiet=True,
+        skip_tasks=True,
+    )
+    given = answers(destination)
+    assert given["project_name"] == "Order Service"
+    assert given["package_name"] == "order_service"
 
 
 @pytest.mark.parametrize(
