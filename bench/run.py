@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import math
 import os
@@ -36,6 +35,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
+# The template's own helpers (interpreter lookup) serve the benchmark too.
+sys.path.insert(0, str(ROOT))
+from tests.toolchain import find_python
+
 PACKAGE = os.environ.get("BENCH_PACKAGE", "bench_service")
 ENV_PREFIX = PACKAGE.upper() + "_"
 APPS = ("service", "baseline")
@@ -51,16 +54,6 @@ UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def find_python(version: str) -> str:
-    found = shutil.which(f"python{version}")
-    if found and subprocess.run([found, "-V"], capture_output=True, check=False).returncode == 0:
-        return found
-    pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    for candidate in sorted(glob.glob(f"{pyenv_root}/versions/{version}.*/bin/python{version}")):
-        return candidate
-    return version
 
 
 def clean_env(**extra: str) -> dict[str, str]:
