@@ -11,18 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.toolchain import GIT_ENV, UV
+
 ROOT = Path(__file__).resolve().parents[1]
 POST_COPY = ROOT / "hooks" / "post_copy.py"
 MIGRATION = ROOT / "hooks" / "migrations" / "v0_2_0_rename_test_schema.py"
 GIT = shutil.which("git") or "git"
-UV = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv") or "uv"
 PYPROJECT = '[project]\nname = "svc"\nversion = "0.1.0"\nrequires-python = ">=3.11"\ndependencies = [{deps}]\n'
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
 
 
 def tools_dir(tmp_path: Path, *tools: str) -> str:

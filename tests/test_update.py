@@ -21,7 +21,7 @@ import copier
 import pytest
 import yaml
 
-from tests.toolchain import TEST_DATABASE_URL, run, verify
+from tests.toolchain import GIT_ENV, TEST_DATABASE_URL, run, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD, NEW = "0.1.0", "0.2.0"
@@ -34,12 +34,6 @@ SCHEMA_DOC_NEW = '"""The Alembic migrations and the SQLAlchemy models describe t
 SCHEMA_DOC_OLD = '"""Models and migrations agree."""'
 CHECK_UPDATE_WORKFLOW = ".github/workflows/template-update.yml"
 CONFLICT = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
 
 
 def git(cwd: Path, *args: str) -> str:
