@@ -9,6 +9,11 @@ rendered project's environment (same Python, FastAPI, uvicorn, uvloop, httptools
 and loads both with wrk, interleaved point by point, each point repeated. Prints a markdown
 table: req/s, p50, p99, errors, timeouts, server RSS and the service/baseline ratios.
 Both servers and the database are cleaned up at the end, also on failure or Ctrl-C.
+
+    uv run python bench/run.py --instructions 400
+
+counts instructions per request instead (valgrind's callgrind; bench/instructions.py): the
+same work gives the same figure on a loaded or a quiet machine, so two builds compare.
 """
 
 from __future__ import annotations
@@ -320,6 +325,61 @@ def _target(name: str, value: float, op: str, limit: float) -> str:
     return f"- {'met ' if met else 'MISS'} {name}: {fmt(value, 2)} (target {op} {limit})"
 
 
+INSTRUCTION_ENDPOINTS = ("health", "get", "list")
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 900  # valgrind runs Python 20-50x slower
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"instruction count failed; log:\n{log_path.read_text()}")
+        time.sleep(0.1)
+
+
+def count_instructions(
+    python: str, app: str, endpoint: str, n: int, env: dict[str, str], workdir: Path
+) -> int:
+    """Instructions per request of `app` on `endpoint`: callgrind counts only the n
+    requests that bench/instructions.py sends after its warm-up (see its docstring)."""
+    signal_base = workdir / f"cg-{app}-{endpoint}"
+    out = workdir / f"callgrind-{app}-{endpoint}.out"
+    log_path = workdir / f"callgrind-{app}-{endpoint}.log"
+    command = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+        python, str(BENCH / "instructions.py"), app, endpoint, str(n), str(signal_base),
+    ]  # fmt: skip
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for_file(Path(f"{signal_base}.ready"), process, log_path)
+        check_call(["callgrind_control", "-i", "on", str(process.pid)])
+        Path(f"{signal_base}.go").touch()
+        wait_for_file(Path(f"{signal_base}.done"), process, log_path)
+        check_call(["callgrind_control", "-i", "off", str(process.pid)])
+        Path(f"{signal_base}.stop").touch()
+        if process.wait(timeout=300) != 0:
+            raise SystemExit(f"instruction count failed; log:\n{log_path.read_text()}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
+    return int(totals[0].split()[1]) // n
+
+
+def instructions_table(counts: dict[tuple[str, str], int]) -> str:
+    lines = [
+        "| endpoint | service instr/request | baseline instr/request | ratio |",
+        "|---|---|---|---|",
+    ]
+    for endpoint in INSTRUCTION_ENDPOINTS:
+        service, baseline = counts[endpoint, "service"], counts[endpoint, "baseline"]
+        lines.append(f"| {endpoint} | {service:,} | {baseline:,} | {baseline / service:.2f} |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,11 +412,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--project", type=Path, help="use this rendered project instead of rendering"
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        metavar="N",
+        help="instead of loading servers with wrk, count instructions per request over N "
+        "in-process requests with valgrind's callgrind (independent of the machine's load)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the rendered project and logs")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",")]
     args.endpoints = args.endpoints.split(",")
+    if args.instructions is not None and (args.instructions < 1 or args.items < 200):
+        parser.error("--instructions needs N >= 1 and --items >= 200 (the ids it reads)")
     unknown = set(args.endpoints) - set(ENDPOINTS)
     if unknown:
         parser.error(f"unknown endpoints {sorted(unknown)}; choose from {list(ENDPOINTS)}")
@@ -379,7 +448,10 @@ def bench_database(python: str, admin_dsn: str) -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("valgrind is not installed: apt-get install -y valgrind")
+    elif shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (or your OS's package)")
     # Both stop the run the same way (servers stopped, database dropped), even when a
     # non-interactive shell started us with SIGINT ignored.
@@ -414,6 +486,27 @@ def main(argv: list[str] | None = None) -> int:
                 env=service_env,
             )
             check_call([python, str(BENCH / "db.py"), "seed", dsn, str(args.items)])
+
+            if args.instructions:
+                envs = {"service": service_env, "baseline": clean_env(BENCH_BASELINE_DSN=dsn)}
+                counts: dict[tuple[str, str], int] = {}
+                for endpoint in INSTRUCTION_ENDPOINTS:
+                    for app in APPS:
+                        counts[endpoint, app] = count_instructions(
+                            python, app, endpoint, args.instructions, envs[app], workdir
+                        )
+                        log(
+                            f"{endpoint:>6} {app:<8} {counts[endpoint, app]:,} instructions/request"
+                        )
+                print()
+                print(
+                    f"callgrind, {args.instructions} requests per app and endpoint through the "
+                    "ASGI app in-process, one at a time, after 100 warm-up requests; ratio = "
+                    "baseline / service (1.0 = the same work per request)"
+                )
+                print()
+                print(instructions_table(counts))
+                return 0
 
             servers.append(start_server(
                 "service", [python, "-m", "uvicorn", f"{PACKAGE}.app:create_app"],

@@ -73,3 +73,31 @@ def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
     pids = [int(pid) for pid in re.findall(r"(?:service|baseline) pid (\d+)", result.stderr)]
     assert len(pids) == 2, result.stderr
     assert not [pid for pid in pids if process_exists(pid)], "a server outlived the benchmark"
+
+
+@pytest.mark.slow
+def test_instruction_count_prints_a_figure_per_endpoint_and_app() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST_"))}
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--instructions", "5", "--items", "200"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, output
+    rows = {
+        cells[0]: cells[1:]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| endpoint")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    assert set(rows) == {"health", "get", "list"}, output
+    for endpoint, (service, baseline, _ratio) in rows.items():
+        # Python, FastAPI and a lifespan cost far more than 10,000 instructions a request:
+        # a smaller figure means the counting window missed the requests.
+        assert int(service.replace(",", "")) > 10_000, (endpoint, output)
+        assert int(baseline.replace(",", "")) > 10_000, (endpoint, output)
