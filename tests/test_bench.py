@@ -24,21 +24,28 @@ def process_exists(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
-@pytest.mark.slow
-def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
+def run_bench(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run bench/run.py with `args`; assert it succeeded, return it and its output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST_"))}
     result = subprocess.run(
-        [sys.executable, "bench/run.py", "--duration", "1", "--connections", "10"]
-        + ["--repeat", "1", "--warmup", "0", "--items", "200"],
+        [sys.executable, "bench/run.py", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == 0, output
+    return result, output
+
+
+@pytest.mark.slow
+def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
+    result, output = run_bench(
+        "--duration", "1", "--connections", "10", "--repeat", "1", "--warmup", "0", "--items", "200"
+    )
 
     header = next(line for line in result.stdout.splitlines() if line.startswith("| endpoint"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
@@ -77,18 +84,7 @@ def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
 
 @pytest.mark.slow
 def test_instruction_count_prints_a_figure_per_endpoint_and_app() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST_"))}
-    result = subprocess.run(
-        [sys.executable, "bench/run.py", "--instructions", "5", "--items", "200"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 0, output
+    result, output = run_bench("--instructions", "5", "--items", "200")
     rows = {
         cells[0]: cells[1:]
         for line in result.stdout.splitlines()
