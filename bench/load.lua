@@ -1,5 +1,5 @@
 -- wrk script for bench/run.py: one of four request kinds, and a JSON summary line at the end.
--- Usage: wrk ... -s load.lua URL -- MODE PREFIX N_ITEMS
+-- Usage: wrk ... -s load.lua URL -- MODE PREFIX N_ITEMS [HOLD_MS CONNECTIONS_PER_THREAD]
 --   health: GET /health/live          list: GET /items?limit=10
 --   get:    GET /items/{id}, rotating over ids 1..N_ITEMS (a stride that is coprime with
 --           N_ITEMS in practice, so consecutive requests hit different rows)
@@ -17,6 +17,20 @@ function init(args)
   prefix = args[2] or "bench"
   n_items = tonumber(args[3] or "10000")
   counter = (id or 0) * 100003
+  -- Hold each connection's first request HOLD_MS, so every connection is open before the
+  -- load starts (see bench/run.py --connect-under-load). Defining delay() at all makes wrk
+  -- call it before every request, so it is only defined when holding.
+  local hold_ms = tonumber(args[4] or "0")
+  local held = tonumber(args[5] or "0")
+  if hold_ms > 0 then
+    delay = function()
+      if held > 0 then
+        held = held - 1
+        return hold_ms
+      end
+      return 0
+    end
+  end
   if mode == "create" then
     wrk.method = "POST"
     wrk.headers["Content-Type"] = "application/json"
