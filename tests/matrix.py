@@ -142,3 +142,36 @@ def variants(data: dict[str, Any]) -> dict[str, list[str]]:
     for cid, entry in data["combos"].items():
         groups.setdefault(entry["code"], []).append(cid)
     return groups
+
+
+# The answers that change a rendered project's code; ci and docker change only CI, Docker
+# and README files, which the render tests check for every combination.
+CODE_AXES = ("python_version", "database", "example_resource", "http_client")
+
+
+def _pairs(combo: dict[str, Any]) -> set[tuple[tuple[str, Any], tuple[str, Any]]]:
+    items = sorted(combo.items())
+    return {(a, b) for i, a in enumerate(items) for b in items[i + 1 :]}
+
+
+def covering_set(combos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Combinations whose full toolchain runs: every pair of option values that some valid
+    combination has (pairwise), and every database on every Python version.
+
+    Greedy and deterministic: each (python_version, database) pair first, then while a pair
+    is uncovered, the combination that covers the most uncovered pairs (earliest on ties).
+    """
+    uncovered = set().union(*(_pairs(c) for c in combos))
+    chosen: list[dict[str, Any]] = []
+
+    def take(candidates: list[dict[str, Any]]) -> None:
+        best = max(candidates, key=lambda c: len(_pairs(c) & uncovered))
+        chosen.append(best)
+        uncovered.difference_update(_pairs(best))
+
+    for version in dict.fromkeys(c["python_version"] for c in combos):
+        for database in dict.fromkeys(c["database"] for c in combos):
+            take([c for c in combos if (c["python_version"], c["database"]) == (version, database)])
+    while uncovered:
+        take(combos)
+    return chosen
