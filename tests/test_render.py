@@ -23,42 +23,56 @@ def test_every_combination_was_rendered() -> None:
 
 
 def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
-    database = answers["database"]
+    database, http = answers["database"], answers["http_client"]
     sql = database in {"sqlite", "postgresql"}
     items = database != "none" and answers.get("example_resource", False)
-    src = f"src/{PACKAGE}"
+    src, core = f"src/{PACKAGE}", f"src/{PACKAGE}/core"
     return {
-        f"{src}/db": database != "none",
-        f"{src}/db/engine.py": sql,
-        f"{src}/db/sql.py": sql,
-        f"{src}/db/mongo.py": database == "mongodb",
+        # The service's own rooms and the template's core.
+        f"{src}/app.py": True,
+        f"{src}/settings.py": True,
+        f"{core}/app.py": True,
+        f"{core}/options.py": True,
+        f"{src}/lifespan.py": False,  # moved into core/ in 0.3.0 (hooks/migrations/)
+        f"{src}/deps.py": False,
+        f"{src}/db": False,
+        f"{core}/db": database != "none",
+        f"{core}/db/engine.py": sql,
+        f"{core}/db/sql.py": sql,
+        f"{core}/db/mongo.py": database == "mongodb",
         f"{src}/migrations/env.py": sql,
         f"{src}/items": items,
         f"{src}/items/repository_sql.py": items and sql,
         f"{src}/items/repository_mongo.py": items and database == "mongodb",
-        f"{src}/items/repository_pg.py": items and database == "postgresql",
-        f"{src}/items/dependencies.py": items,
-        f"{src}/http.py": answers["http_client"] != "none",
-        f"{src}/upstream.py": answers["http_client"] != "none",
-        f"{src}/fanout.py": answers["http_client"] != "none",
-        f"{src}/gateway.py": answers["http_client"] != "none",
-        "tests/upstream_server.py": answers["http_client"] != "none",
-        "tests/test_upstream.py": answers["http_client"] != "none",
-        "tests/test_upstream_live.py": answers["http_client"] != "none",
-        "tests/test_fanout.py": answers["http_client"] != "none",
+        f"{src}/items/reader_pg.py": items and database == "postgresql",
+        f"{src}/items/deps.py": items,
+        f"{core}/http.py": http != "none",
+        f"{core}/upstream.py": http != "none",
+        f"{core}/fanout.py": http != "none",
+        f"{src}/gateway.py": http != "none",
+        "tests/upstream_server.py": http != "none",
+        "tests/test_upstream.py": http != "none",
+        "tests/test_upstream_live.py": http != "none",
+        "tests/test_fanout.py": http != "none",
+        "tests/test_settings_http.py": http != "none",
+        "tests/test_options.py": database != "none" or http != "none",
         "tests/test_items_api.py": items,
         "tests/fakes.py": items,
         "tests/test_schema.py": sql,
+        "tests/test_timeouts_sql.py": sql,
         "tests/test_migrations.py": False,  # renamed in 0.2.0 (hooks/migrations/)
-        "tests/fixtures_database.py": database != "none",
+        "tests/fixtures_database.py": True,
+        "tests/test_cli_database.py": database != "none",
         "tests/test_postgresql.py": database == "postgresql",
         "tests/fixtures_items.py": items,
+        "tests/test_items_concurrency_sql.py": items and sql,
         "tests/test_mongo.py": database == "mongodb",
         "Dockerfile": answers["docker"],
         "compose.yaml": answers["docker"],
         ".github/workflows/ci.yml": answers["ci"] == "github",
         ".github/workflows/template-update.yml": answers["ci"] == "github",
         ".gitlab-ci.yml": answers["ci"] == "gitlab",
+        "_parts": False,  # included by the README and pyproject, never copied
     }
 
 
