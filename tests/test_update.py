@@ -511,7 +511,8 @@ def grow_new_layout(dst: Path) -> None:
     orm = code / "items" / "orm.py"
     assert ORM_ANCHOR in orm.read_text()
     text = orm.read_text().replace(ORM_ANCHOR, ORM_ANCHOR + "\n" + COLOUR_COLUMN)
-    orm.write_text(text.replace("from sqlalchemy import ", "from sqlalchemy import String, ", 1))
+    assert "String," in text, "the column's type is imported already"
+    orm.write_text(text)
     (code / "migrations" / "versions" / "0002_item_colour.py").write_text(COLOUR_REVISION)
     commit_all(dst, "the team's growth")
 
