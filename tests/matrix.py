@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import copier
+import copier._main as copier_main
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,23 +85,42 @@ def code_hash(project: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def render(dst: Path, answers: dict[str, Any]) -> None:
-    """Render the working tree (HEAD plus uncommitted changes), never the latest tag."""
+def render(dst: Path, answers: dict[str, Any], source: Path = ROOT) -> None:
+    """Render the working tree (HEAD plus uncommitted changes), never the latest tag.
+
+    `source` may be a snapshot() of it: a plain directory, which Copier renders as it is.
+    """
     copier.run_copy(
-        str(ROOT),
+        str(source),
         str(dst),
         data={**BASE_ANSWERS, **answers},
         defaults=True,
-        vcs_ref="HEAD",
+        vcs_ref="HEAD" if source == ROOT else None,
         unsafe=True,
         quiet=True,
         skip_tasks=True,
     )
 
 
-def _render_one(args: tuple[str, dict[str, Any]]) -> tuple[str, str]:
-    dst, combo = args
-    render(Path(dst), combo)
+def snapshot(into: Path) -> Path:
+    """The working tree's template as a plain directory: rendering the repository itself
+    makes Copier clone it (and copy the uncommitted changes) for every render."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv")
+    for name in ("template", "hooks"):
+        shutil.copytree(ROOT / name, into / name, ignore=ignore)
+    shutil.copy2(COPIER_YML, into / "copier.yml")
+    return into
+
+
+def _renderer_process() -> None:
+    # With git on PATH Copier asks it about every rendered file's index entry (for
+    # destinations inside a repository, which these never are): a process per file.
+    copier_main.is_git_available = lambda: False  # type: ignore[attr-defined]
+
+
+def _render_one(args: tuple[str, str, dict[str, Any]]) -> tuple[str, str]:
+    source, dst, combo = args
+    render(Path(dst), combo, Path(source))
     return combo_id(combo), code_hash(Path(dst))
 
 
@@ -123,13 +143,15 @@ def manifest() -> dict[str, Any]:
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
         combos = combinations()
-        jobs = [(str(target / f"c{n:04d}"), combo) for n, combo in enumerate(combos)]
-        with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        source = str(snapshot(target / "template-source"))
+        jobs = [(source, str(target / f"c{n:04d}"), combo) for n, combo in enumerate(combos)]
+        workers = os.cpu_count() or 2
+        with ProcessPoolExecutor(max_workers=workers, initializer=_renderer_process) as pool:
             hashes = dict(pool.map(_render_one, jobs, chunksize=8))
         result = {
             "combos": {
                 combo_id(combo): {"answers": combo, "dir": dst, "code": hashes[combo_id(combo)]}
-                for dst, combo in jobs
+                for _, dst, combo in jobs
             }
         }
         manifest_file.write_text(json.dumps(result, indent=1))

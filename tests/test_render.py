@@ -139,3 +139,17 @@ def test_mongodb_render_has_no_sql_and_no_test_server(combo: str) -> None:
         if path.is_file():
             found = SQL_OR_TEST_SERVER.search(path.read_text())
             assert not found, f"{found and found.group()} in {path.relative_to(project)}"
+
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "template"
+IF_BLOCK = re.compile(r"\{%-?\s*if\b")
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(str(p.relative_to(TEMPLATE)) for p in TEMPLATE.rglob("*") if p.is_file()),
+)
+def test_template_file_branches_at_most_five_times(path: str) -> None:
+    """An option is a file, not a block: a file that branches more reads like a puzzle."""
+    branches = len(IF_BLOCK.findall((TEMPLATE / path).read_text()))
+    assert branches <= 5, f"{path} has {branches} if-blocks"
