@@ -43,7 +43,9 @@ use_sql:
   default: "{{ database != 'mongodb' }}"
   when: false
 """
-ANSWERS_JINJA = "# Changes here will be overwritten by Copier\n{{ _copier_answers|to_nice_yaml -}}\n"
+ANSWERS_JINJA = (
+    "# Changes here will be overwritten by Copier\n{{ _copier_answers|to_nice_yaml -}}\n"
+)
 APP_V1 = "import os\n\nNAME = '{{ project_name }}'\nTIMEOUT = 5\nRETRIES = 3\n"
 APP_V2 = "import os\n\nNAME = '{{ project_name }}'\nTIMEOUT = 10\nRETRIES = 3\n"
 APP_RC = APP_V2 + "POOL = 4\n"
@@ -231,6 +233,17 @@ database = ["mongodb"]
         text += f'\n[update]\ntest_command = "{extra["test_command"]}"\n'
     path.write_text(text)
     return path
+
+
+_built: dict[Path, FleetPaths] = {}
+
+
+def shared_fleet(base: Path) -> FleetPaths:
+    """The template history and fleet, built once per test session (per xdist worker)."""
+    if base not in _built:
+        template = build_template(base / "template")
+        _built[base] = build_fleet(base / "fleet", template)
+    return _built[base]
 
 
 def head(repo: Path) -> tuple[str, str, str]:
