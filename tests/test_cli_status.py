@@ -192,6 +192,20 @@ def test_url_repositories_are_cloned_into_the_cache(
     assert again[url]["drifted_files"] == []
 
 
+def test_template_given_as_a_url_is_cloned_and_the_answers_file_is_no_drift(
+    fleet: FleetPaths, cache: Path
+) -> None:
+    # Rendered from the cache's clone, the pristine answers file records another _src_path.
+    url = fleet.template.as_uri()
+    result = status(cache, str(fleet["current"]), str(fleet["behind"]), "--template", url, "--json")
+    assert result.exit_code == 0, result.output
+    rows = by_repo(result)
+    assert rows["current"]["drifted_files"] == []
+    assert [f["path"] for f in rows["behind"]["drifted_files"]] == ["db.txt"]
+    assert rows["behind"]["changelog"] == ["2.0.0"]
+    assert len(list((cache / "templates").iterdir())) == 1
+
+
 def test_answers_from_another_template_is_one_error_line(
     fleet: FleetPaths, cache: Path, tmp_path: Path
 ) -> None:
