@@ -254,3 +254,10 @@ def test_the_real_template_under_a_policy(tmp_path: Path) -> None:
         "99.0.0",
     )
     assert (dest / ".gitlab-ci.yml").is_file()
+
+
+@pytest.mark.parametrize("command", [["new"], ["fleet", "status"], ["fleet", "update"]])
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert f"Example: async-service {' '.join(command)} " in " ".join(result.stdout.split())

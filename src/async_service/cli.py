@@ -59,13 +59,13 @@ TemplateOpt = Annotated[
     str | None,
     typer.Option(
         "--template",
-        help="Template source (path or git URL); overrides the policy's [template] source.",
+        help="Template source (path or git URL); overrides the policy's \\[template] source.",
     ),
 ]
 RegistryOpt = Annotated[
     Path | None,
     typer.Option(
-        "--registry", help="TOML file of [[repos]] with repo, note, skip.", dir_okay=False
+        "--registry", help="TOML file of \\[\\[repos]] tables: repo, note, skip.", dir_okay=False
     ),
 ]
 ReposArg = Annotated[
@@ -85,7 +85,7 @@ CacheOpt = Annotated[
     typer.Option(
         "--cache-dir",
         envvar="ASYNC_SERVICE_CACHE_DIR",
-        help="Clones and pristine renders [default: $XDG_CACHE_HOME/async-service].",
+        help="Clones and pristine renders \\[default: $XDG_CACHE_HOME/async-service].",
         file_okay=False,
     ),
 ]
@@ -152,7 +152,7 @@ def new(
     template: TemplateOpt = None,
     version: Annotated[
         str | None,
-        typer.Option("--version", help="Template version [default: newest in the policy range]."),
+        typer.Option("--version", help="Template version \\[default: newest in the policy range]."),
     ] = None,
     prereleases: PrereleasesOpt = False,
     trust: TrustOpt = False,
@@ -164,8 +164,7 @@ def new(
 ) -> None:
     """Render a new service with the policy's fixed answers and defaults applied.
 
-    An answer that a fixed answer contradicts or that the policy forbids is refused, naming
-    the rule, and nothing is written (exit 1). Example:
+    An answer that contradicts a fixed answer or that the policy forbids is refused, naming the rule, and nothing is written (exit 1). Bad input (an unknown question or version, a policy typo, DEST not empty) exits 2. Example:
 
     [bold]async-service new orders --policy platform.toml --data project_name=Orders --trust[/]
     """
@@ -220,7 +219,7 @@ def status(
 ) -> None:
     """Versions, CHANGELOG gap, policy violations and drift of every repository.
 
-    Exit 1 when a repository cannot be inspected or a --fail-on condition holds. Example:
+    Exit 1 when a repository cannot be inspected (one error line each) or a --fail-on condition holds; 2 for a bad policy or registry. Example:
 
     [bold]async-service fleet status --registry fleet.toml --policy platform.toml --fail-on behind[/]
     """
@@ -255,12 +254,12 @@ def update(
     template: TemplateOpt = None,
     to: Annotated[
         str | None,
-        typer.Option("--to", help="Target version [default: newest in the policy range]."),
+        typer.Option("--to", help="Target version \\[default: newest in the policy range]."),
     ] = None,
     branch: Annotated[
         str | None,
         typer.Option(
-            "--branch", help="Branch name; {version} is replaced [default: template/{version}]."
+            "--branch", help="Branch name; {version} is replaced \\[default: template/{version}]."
         ),
     ] = None,
     test: Annotated[
@@ -270,7 +269,7 @@ def update(
         str | None,
         typer.Option(
             "--test-command",
-            help="[default: the policy's [update] test_command, else 'uv run pytest']",
+            help="Implies --test \\[default: the policy's \\[update] test_command, else 'uv run pytest'].",
         ),
     ] = None,
     push: Annotated[
@@ -284,9 +283,7 @@ def update(
 ) -> None:
     """Update every repository on a branch of its own, in a clone: never in its working tree.
 
-    Per repository: updated, conflicts (files listed; the branch is committed locally with
-    Copier's markers but never pushed), up-to-date, or failed (reason). Exit 1 unless every
-    repository is updated or up-to-date with no failed tests. Example:
+    Per repository: updated, conflicts (files listed; the branch is committed locally with Copier's markers, never pushed), up-to-date, or failed (reason). Exit 1 unless every repository is updated or up-to-date with no failed tests; 2 for a bad policy or registry; 130 on Ctrl-C. Example:
 
     [bold]async-service fleet update --registry fleet.toml --policy platform.toml --test --push[/]
     """

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import copier
 import yaml
+from packaging.version import Version
 
 from . import git, versions
 from .fleet import Fleet, recorded_version
@@ -181,7 +182,7 @@ class Updater:
     def _policy_branch(self) -> str | None:
         return self.fleet.policy.branch if self.fleet.policy else None
 
-    def _target(self, template: Template) -> tuple[versions.Version, str]:
+    def _target(self, template: Template) -> tuple[Version, str]:
         if self.options.to:
             tag = template.tag_for(self.options.to)
             known = versions.format_versions(list(template.versions(prereleases=True)))
