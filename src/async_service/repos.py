@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from . import git
-from .template import cache_key, is_url
+from .template import cache_key, expand, is_url
 
 ANSWERS_FILE = ".copier-answers.yml"
 _REGISTRY_KEYS = {"repo": str, "note": str, "skip": bool}
@@ -133,7 +133,7 @@ def open_repo(spec: RepoSpec, cache_dir: Path) -> Repo:
         ref = "refs/fleet/head"
         try:
             git.run(
-                ["fetch", "--quiet", "--depth", "1", spec.location, f"+HEAD:{ref}"],
+                ["fetch", "--quiet", "--depth", "1", expand(spec.location), f"+HEAD:{ref}"],
                 clone,
                 timeout=600,
             )

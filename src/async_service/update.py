@@ -26,7 +26,7 @@ from packaging.version import Version
 from . import git, versions
 from .fleet import Fleet, recorded_version
 from .repos import ANSWERS_FILE, Repo, RepoError, RepoSpec, open_local, open_repo
-from .template import COPIER_LOCK, Template, TemplateError
+from .template import COPIER_LOCK, Template, TemplateError, expand
 
 Result = Literal["updated", "conflicts", "up-to-date", "failed"]
 Tests = Literal["passed", "failed", "skipped"]
@@ -107,7 +107,7 @@ class Updater:
         if spec.is_url:
             if not self.options.push:
                 raise RepoError("a URL repository needs --push: the branch has nowhere else to go")
-            origin = spec.location
+            origin = expand(spec.location)
         else:
             source_repo = open_local(spec)
             if git.status_porcelain(source_repo):
@@ -204,7 +204,7 @@ class Updater:
     ) -> bool:
         """A second run: the branch is there already. Report it, never overwrite it."""
         if source_repo is None:
-            if not git.remote_has_branch(spec.location, branch):
+            if not git.remote_has_branch(expand(spec.location), branch):
                 return False
             result.result, result.note = "up-to-date", f"branch {branch} already pushed"
             return True
