@@ -166,6 +166,37 @@ def test_registry_notes_skips_and_relative_paths(fleet: FleetPaths, cache: Path)
     assert rows["noanswers"]["error"] is None
 
 
+@pytest.mark.parametrize(
+    ("registry", "message"),
+    [
+        (
+            '[[repos]]\nrepo = "current"\nskipp = true\n',
+            "fleet.toml: repos[0].skipp: unknown key; allowed: repo, note, skip",
+        ),
+        (
+            '[[repos]]\nrepo = "current"\nskip = "yes"\n',
+            "fleet.toml: repos[0].skip: must be a bool",
+        ),
+        ('[[repos]]\nnote = "x"\n', "fleet.toml: repos[0]: missing key repo (a path or git URL)"),
+        ('[[repo]]\nrepo = "current"\n', "fleet.toml: repo: unknown key; allowed: repos"),
+    ],
+)
+def test_a_registry_typo_is_exit_2_naming_the_key(
+    cache: Path, tmp_path: Path, registry: str, message: str
+) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text(registry)
+    result = status(cache, "--registry", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {message}"
+
+
+def test_no_repositories_is_exit_2(cache: Path) -> None:
+    result = status(cache)
+    assert result.exit_code == 2
+    assert "no repositories" in result.stderr
+
+
 def test_url_repositories_are_cloned_into_the_cache(
     fleet: FleetPaths, cache: Path, tmp_path: Path
 ) -> None:

@@ -220,6 +220,19 @@ def test_unknown_version_fails_each_repository_by_name(fleet: FleetPaths) -> Non
     assert git(fleet["behind"], "branch", "--list", "template/*") == ""
 
 
+def test_a_target_outside_the_policy_range_is_refused(fleet: FleetPaths, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path / "p.toml", fleet.template, versions=">=1.0,<2")
+    result = update(fleet, str(fleet["behind"]), "--policy", str(policy), "--to", "2.0.0")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: {fleet['behind']}: version 2.0.0 is outside p.toml [template] versions <2,>=1.0"
+    )
+    # Without --to, the newest release in range: behind (1.1.0) is already there.
+    plain = rows(update(fleet, str(fleet["behind"]), "--policy", str(policy), "--json"))
+    assert (plain["behind"]["result"], plain["behind"]["to_version"]) == ("up-to-date", "1.1.0")
+    assert git(fleet["behind"], "branch", "--list", "template/*") == ""
+
+
 def test_to_and_branch_choose_the_target(fleet: FleetPaths) -> None:
     result = update(
         fleet, str(fleet["conflict"]), "--to", "1.1.0", "--branch", "chore/tpl-{version}", "--json"

@@ -193,6 +193,15 @@ class Updater:
             parsed = versions.parse(tag)
             if parsed is None:
                 raise RepoError(f"--to {self.options.to} is not a PEP 440 version tag")
+            policy = self.fleet.policy
+            if (
+                policy
+                and policy.versions
+                and not policy.versions.contains(parsed, prereleases=True)
+            ):
+                raise RepoError(
+                    f"version {parsed} is outside {policy.name} [template] versions {policy.versions}"
+                )
             return parsed, tag
         newest = self.fleet.newest(template)
         if newest is None:
