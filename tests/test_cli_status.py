@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from async_service.cli import app
+from async_service.fleet import run_all
+from async_service.repos import RepoSpec
 from tests.fleet_fixtures import FleetPaths, git, shared_fleet, write_policy
 
 ALL = ["current", "behind", "conflict", "rogue", "noanswers", "notgit"]
@@ -260,3 +264,22 @@ def test_pristine_renders_are_shared_by_services_on_one_version(
     assert result.exit_code == 0, result.output
     # Three services on (2.0.0, same answers) and one on 1.1.0: two renders, not four.
     assert len([p for p in (cache / "renders").iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_repositories_are_handled_at_most_jobs_at_a_time() -> None:
+    lock = threading.Lock()
+    running, peak = 0, 0
+
+    def work(spec: RepoSpec) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return spec.location
+
+    specs = [RepoSpec(f"repo-{i}") for i in range(8)]
+    assert run_all(work, specs, 3, threading.Event()) == [s.location for s in specs]
+    assert peak == 3
