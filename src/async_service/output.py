@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +24,11 @@ _RESULT_STYLE = {
 
 
 def console() -> Console:
-    # Wide enough that a CI log never folds a repository path into two rows.
-    return Console(width=max(Console().width, 160), soft_wrap=False, highlight=False)
+    found = Console(highlight=False)
+    if found.is_terminal or "COLUMNS" in os.environ:
+        return found
+    # A CI log or a pipe: wide enough that a repository path is not folded into two rows.
+    return Console(width=160, highlight=False)
 
 
 def print_json(items: Sequence[dict[str, Any]]) -> None:
