@@ -388,7 +388,10 @@ def test_deployment_probes_and_drain() -> None:
         (app,) = pod["containers"]
         assert app["livenessProbe"]["httpGet"]["path"] == "/health/live"
         assert app["readinessProbe"]["httpGet"]["path"] == "/health/ready"
-        assert app["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(b["prestop_seconds"])]
+        assert app["lifecycle"]["preStop"]["exec"]["command"] == [
+            "sleep",
+            str(b["prestop_seconds"]),
+        ]
         expected = b["prestop_seconds"] + b["shutdown_budget_seconds"] + b["exit_margin_seconds"]
         assert pod["terminationGracePeriodSeconds"] == expected, (answers["database"], overlay)
         assert pod["enableServiceLinks"] is False  # no <SERVICE>_PORT in the settings' prefix
@@ -405,7 +408,9 @@ def test_settings_come_from_a_configmap_and_secrets_from_a_secret() -> None:
                     "configMapRef": config["metadata"]["name"],
                     "secretRef": secret["metadata"]["name"],
                 }
-        secret_url = {"postgresql": "DATABASE_URL", "mongodb": "MONGODB_URL"}.get(answers["database"])
+        secret_url = {"postgresql": "DATABASE_URL", "mongodb": "MONGODB_URL"}.get(
+            answers["database"]
+        )
         if secret_url:
             assert f"{ENV_PREFIX}{secret_url}" in secret["data"]
             assert f"{ENV_PREFIX}{secret_url}" not in config["data"]
@@ -566,8 +571,11 @@ def expected_pythons(project: Path) -> list[str]:
     """The versions the rendered requires-python allows, among the template's choices."""
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     floor = pyproject["project"]["requires-python"].removeprefix(">=")
-    version = lambda v: tuple(map(int, v.split(".")))  # noqa: E731
-    return [v for v in choices("python_version") if version(v) >= version(floor)]
+    return [v for v in choices("python_version") if _version(v) >= _version(floor)]
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(map(int, text.split(".")))
 
 
 def test_ci_tests_every_python_version_requires_python_allows() -> None:
