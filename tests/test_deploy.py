@@ -28,6 +28,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import json5
 import pytest
 import yaml
 
@@ -541,6 +542,18 @@ def test_gitlab_ci_passes_the_gitlab_schema() -> None:
 def test_renovate_config_passes_the_renovate_schema() -> None:
     groups = distinct(files("renovate"))
     check_jsonschema("vendor.renovate", [g[0] for g in groups.values()])
+
+
+def test_renovate_runs_the_tested_copier_with_trust_allowed() -> None:
+    """Renovate's copier manager passes --trust (the template's _migrations need it) only
+    when ignoreScripts is false, and must run the Copier the template is tested with."""
+    minimum = yaml.safe_load((ROOT / "copier.yml").read_text())["_min_copier_version"]
+    for answers, path in entries("renovate"):
+        config = json5.loads(path.read_text())
+        assert config["ignoreScripts"] is False
+        assert config["constraints"]["copier"] == f"=={minimum}"
+        assert config["constraints"]["python"] == f"=={answers['python_version']}"
+        assert "git mv docs/renovate.json5 renovate.json5" in path.read_text()
 
 
 def test_github_workflows_have_least_privilege_concurrency_and_timeouts() -> None:
