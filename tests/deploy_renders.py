@@ -4,7 +4,7 @@ Those files read only a few answers (database, example_resource, ci, docker,
 python_version); `DEPLOY_VARIABLES` below lists what they may read, and a test keeps the
 templates to it. So every combination of those answers is rendered, and nothing else is:
 the other questions keep their defaults. The renders come from a copy of the working tree
-(copier.yml, includes/ and template/ without the Python code in src/ and tests/, which
+(copier.yml and template/ without the Python code in src/ and tests/, which
 these files never read), so they are quick, include uncommitted edits and are never a tag.
 
 Rendered once per template tree, under a file lock, so pytest-xdist workers and later runs
@@ -42,6 +42,7 @@ DEPLOY_GLOBS = (
     "*.gitlab-ci.yml*",
     "*deploy*/**/*",
     "docs/*",
+    "*_shared*/*",
 )
 # What those templates may read: the answers varied here, the computed flags derived from
 # them, and names that change text but not structure.
@@ -105,7 +106,7 @@ def combo_id(combo: dict[str, Any]) -> str:
 
 
 def _source_files() -> list[Path]:
-    files = [ROOT / "copier.yml", *sorted(p for p in (ROOT / "includes").rglob("*") if p.is_file())]
+    files = [ROOT / "copier.yml"]
     for path in sorted(TEMPLATE.rglob("*")):
         top = path.relative_to(TEMPLATE).parts[0]
         if path.is_file() and top not in {"src", "tests"}:

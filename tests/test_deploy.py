@@ -54,10 +54,15 @@ APP_UID = 10001
 ENV_PREFIX = PACKAGE.upper() + "_"
 
 
+# Jinja shared by the deploy templates; its directory's name renders empty, so Copier never
+# copies it into a service.
+SHARED = "template/{% if false %}_shared{% endif %}"
+
+
 def budget() -> dict[str, int]:
     """The shutdown budget's numbers, from the one file that defines them."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROOT)), autoescape=False)
-    module = env.get_template("includes/shutdown_budget.jinja").module
+    module = env.get_template(SHARED + "/shutdown_budget.jinja").module
     names = ("shutdown_budget_seconds", "exit_margin_seconds", "prestop_seconds")
     return {name: int(getattr(module, name)) for name in names}
 
