@@ -1,7 +1,7 @@
 """The container, CI and Kubernetes files of every combination that changes them.
 
 Outside checkers, each run once over the distinct rendered files: hadolint (Dockerfiles),
-actionlint (GitHub workflows), check-jsonschema's vendored schemas (GitHub, GitLab,
+actionlint (GitHub workflows), shellcheck (every CI script), check-jsonschema's vendored schemas (GitHub, GitLab,
 compose, Renovate), `kubectl kustomize` of every overlay and kubernetes-validate on its
 output. What needs a container engine or a cluster cannot run here; its shape is checked
 on the parsed files: the image's user owns the data path, migrations run before the app
