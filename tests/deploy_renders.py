@@ -4,8 +4,8 @@ Those files read only a few answers (database, example_resource, ci, docker,
 python_version); `DEPLOY_VARIABLES` below lists what they may read, and a test keeps the
 templates to it. So every combination of those answers is rendered, and nothing else is:
 the other questions keep their defaults. The renders come from a copy of the working tree
-(copier.yml and template/ without the Python code in src/ and tests/, which
-these files never read), so they are quick, include uncommitted edits and are never a tag.
+(copier.yml and template/ without UNREAD below, which these files never
+read), so they are quick, include uncommitted edits and are never a tag.
 
 Rendered once per template tree, under a file lock, so pytest-xdist workers and later runs
 share them; the cache key is a hash of the files copied.
@@ -105,11 +105,16 @@ def combo_id(combo: dict[str, Any]) -> str:
     return "-".join(f"{k}={v}" for k, v in combo.items())
 
 
+# Template files the deploy files never read, left out of the renders to keep them quick:
+# the Python code and the service's main README (the slowest template to render).
+UNREAD = frozenset({"src", "tests", "README.md.jinja"})
+
+
 def _source_files() -> list[Path]:
     files = [ROOT / "copier.yml"]
     for path in sorted(TEMPLATE.rglob("*")):
         top = path.relative_to(TEMPLATE).parts[0]
-        if path.is_file() and top not in {"src", "tests"}:
+        if path.is_file() and top not in UNREAD:
             files.append(path)
     return files
 
