@@ -42,7 +42,8 @@ DEPLOY_GLOBS = (
     "*.gitlab-ci.yml*",
     "*deploy*/**/*",
     "docs/*",
-    "*_shared*/*",
+    "_parts/shutdown_budget.jinja",
+    "_parts/deploy/*",
 )
 # What those templates may read: the answers varied here, the computed flags derived from
 # them, and names that change text but not structure.

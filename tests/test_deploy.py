@@ -54,9 +54,8 @@ APP_UID = 10001
 ENV_PREFIX = PACKAGE.upper() + "_"
 
 
-# Jinja shared by the deploy templates; its directory's name renders empty, so Copier never
-# copies it into a service.
-SHARED = "template/{% if false %}_shared{% endif %}"
+# Jinja shared by the deploy templates; copier.yml excludes _parts/ from every render.
+SHARED = "template/_parts"
 
 
 def budget() -> dict[str, int]:
@@ -406,7 +405,8 @@ def test_deployment_probes_and_drain() -> None:
 def test_settings_come_from_a_configmap_and_secrets_from_a_secret() -> None:
     for answers, overlay, objects in manifests():
         config, secret = one(objects, "ConfigMap"), one(objects, "Secret")
-        assert config["data"][f"{ENV_PREFIX}ENVIRONMENT"] == overlay
+        expected_level = "DEBUG" if overlay == "staging" else "INFO"
+        assert config["data"][f"{ENV_PREFIX}LOG_LEVEL"] == expected_level, overlay
         for _, pod in pod_specs(objects):
             for container in pod["containers"] + pod.get("initContainers", []):
                 refs = {k: v["name"] for r in container["envFrom"] for k, v in r.items()}

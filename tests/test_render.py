@@ -14,7 +14,7 @@ from tests.matrix import combinations, manifest
 MANIFEST = manifest()
 COMBOS = MANIFEST["combos"]
 PACKAGE = "matrix_service"
-JINJA = re.compile(r"\{\{[^}]*\}\}|\{%-?\s|\s-?%\}")
+JINJA = re.compile(r"(?<!\$)\{\{[^}]*\}\}|\{%-?\s|\s-?%\}")
 
 
 def test_every_combination_was_rendered() -> None:
