@@ -37,7 +37,7 @@ def test_defaults(copie: Copie) -> None:
     # computed flags are never stored as answers
     assert not {"use_sql", "use_mongo", "use_db", "use_items", "use_http"} & given.keys()
     assert (result.project_dir / "src/order_service/items/router.py").is_file()
-    assert (result.project_dir / "src/order_service/http.py").is_file()
+    assert (result.project_dir / "src/order_service/core/http.py").is_file()
 
 
 def test_project_name_defaults_to_the_destination_folder(tmp_path: Path) -> None:
