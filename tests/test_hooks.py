@@ -1,8 +1,9 @@
-"""The hook scripts Copier runs: the copy-time task and the 0.2.0 migration, one case at a
+"""The hook scripts Copier runs: the copy-time task and the migrations (0.2.0, 0.3.0), one
 time, run the way Copier runs them (a subprocess in the service's directory)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -209,3 +210,126 @@ def test_migration_after_never_drops_an_overlapping_edit(tmp_path: Path, rendere
     else:  # the update also dropped the SQL database: nothing to merge into
         assert not (repo / "tests" / "test_schema.py").exists()
         assert "is not rendered any more (no SQL database)" in result.stderr
+
+
+# ---- migrations/v0_3_0_core_layout.py ----------------------------------------------------
+
+LAYOUT = ROOT / "hooks" / "migrations" / "v0_3_0_core_layout.py"
+
+
+def layout_stash(repo: Path, files: dict[str, tuple[str, str]]) -> Path:
+    """What `before` leaves for `after`: base and owner's version of each set-aside file."""
+    data = repo / ".git" / "copier-migration-0.3.0"
+    for old, (base, owner) in files.items():
+        (data / old).parent.mkdir(parents=True, exist_ok=True)
+        (data / f"{old}.base").write_text(base)
+        (data / f"{old}.owner").write_text(owner)
+    kept = {"package": "svc", "files": dict.fromkeys(files, "edited")}
+    (data / "kept.json").write_text(json.dumps(kept))
+    return data
+
+
+NEW_APP = """from fastapi import FastAPI
+
+from svc.core.app import Service
+from svc.items.router import router as items_router
+from svc.settings import Settings
+
+service = Service(
+    Settings,
+    routers=[items_router],
+    resources=[],
+)
+"""
+OLD_APP = """from fastapi import FastAPI
+
+from svc.health import router as health_router
+from svc.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI()
+    app.include_router(health_router)
+    return app
+"""
+
+
+def test_layout_after_carries_an_added_router_into_the_new_app(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path)
+    owner = OLD_APP.replace(
+        "from svc.settings", "from svc.pricing import router as pricing_router\nfrom svc.settings"
+    ).replace("    return app", "    app.include_router(pricing_router)\n    return app")
+    layout_stash(repo, {"app.py": (OLD_APP, owner)})
+    (repo / "src" / "svc").mkdir(parents=True)
+    (repo / "src" / "svc" / "app.py").write_text(NEW_APP)
+    result = run_hook(LAYOUT, repo, "after")
+    assert result.returncode == 0, result.stderr
+    app = (repo / "src" / "svc" / "app.py").read_text()
+    assert "routers=[items_router, pricing_router]," in app
+    imports = [line for line in app.splitlines() if line.startswith("from svc.")]
+    assert imports == sorted(imports, key=lambda line: line.split(" ")[1])
+    assert "from svc.pricing import router as pricing_router" in imports
+    assert "carried your edits over: app.py -> app.py" in result.stderr
+
+
+def test_layout_after_marks_an_edit_it_cannot_carry_and_drops_nothing(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path)
+    owner = OLD_APP.replace("    app = FastAPI()", "    app = FastAPI(docs_url=None)")
+    layout_stash(repo, {"app.py": (OLD_APP, owner)})
+    (repo / "src" / "svc").mkdir(parents=True)
+    (repo / "src" / "svc" / "app.py").write_text(NEW_APP)
+    result = run_hook(LAYOUT, repo, "after")
+    assert result.returncode == 0, result.stderr
+    merged = (repo / "src" / "svc" / "app.py").read_text()
+    assert "FastAPI(docs_url=None)" in merged
+    assert "<<<<<<< before updating" in merged
+    assert "resolve the conflict markers in: app.py -> app.py" in result.stderr
+
+
+def test_layout_after_carries_added_settings_fields_with_their_import(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path)
+    old = "from pydantic import Field\n\n\nclass Settings(BaseSettings):\n    port: int = 8000\n"
+    owner = old.replace("    port", "    vat_percent: int = Field(default=20, ge=0)\n    port")
+    new = (
+        "from typing import Annotated\n\nfrom fastapi import Depends\n\n"
+        "from svc.core.options import ServiceSettings\n\n\n"
+        'class Settings(ServiceSettings):\n    """Every setting."""\n\n\nSettingsDep = 1\n'
+    )
+    layout_stash(repo, {"settings.py": (old, owner)})
+    (repo / "src" / "svc").mkdir(parents=True)
+    (repo / "src" / "svc" / "settings.py").write_text(new)
+    result = run_hook(LAYOUT, repo, "after")
+    assert result.returncode == 0, result.stderr
+    text = (repo / "src" / "svc" / "settings.py").read_text()
+    assert '    """Every setting."""\n\n    vat_percent: int = Field(default=20, ge=0)\n' in text
+    assert "from fastapi import Depends\nfrom pydantic import Field\n" in text
+
+
+def test_layout_after_merges_an_edited_module_into_its_new_place(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path)
+    layout_stash(repo, {"health.py": (BASE, "a = 1\nb = 2\nc = 3\nd = 40\n")})
+    (repo / "src" / "svc" / "core").mkdir(parents=True)
+    (repo / "src" / "svc" / "core" / "health.py").write_text("a = 10\nb = 2\nc = 3\nd = 4\n")
+    result = run_hook(LAYOUT, repo, "after")
+    assert result.returncode == 0, result.stderr
+    moved = (repo / "src" / "svc" / "core" / "health.py").read_text()
+    assert moved == "a = 10\nb = 2\nc = 3\nd = 40\n"
+    assert "health.py -> core/health.py" in result.stderr
+
+
+def test_layout_before_without_a_renderable_base_keeps_the_edits_aside(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path)
+    code = repo / "src" / "svc"
+    code.mkdir(parents=True)
+    (repo / ".copier-answers.yml").write_text("_commit: 0.2.0\npackage_name: svc\n")
+    (code / "app.py").write_text(OLD_APP)
+    (code / "lifespan.py").write_text("x = 1\n")
+    commit(repo)
+    result = run_hook(LAYOUT, repo, "before", str(tmp_path / "no-such-template"), "0.2.0")
+    assert result.returncode == 0, result.stderr
+    assert "could not render template 0.2.0" in result.stderr
+    data = repo / ".git" / "copier-migration-0.3.0"
+    # No base: both count as the owner's edits, kept aside; the old app.py is gone.
+    assert (data / "app.py.owner").read_text() == OLD_APP
+    assert (data / "lifespan.py.owner").read_text() == "x = 1\n"
+    assert not (code / "app.py").exists()
