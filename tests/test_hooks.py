@@ -1,5 +1,5 @@
-"""The hook scripts Copier runs: the copy-time task and the migrations (0.2.0, 0.3.0), one
-time, run the way Copier runs them (a subprocess in the service's directory)."""
+"""The hook scripts Copier runs: the copy-time task and the migrations (0.2.0, 0.3.0), one case
+at a time, run the way Copier runs them (a subprocess in the service's directory)."""
 
 from __future__ import annotations
 
