@@ -255,7 +255,10 @@ async def test_route_is_mounted(client: AsyncClient) -> None:
     assert response.json() == {{"cents": 1000, "with_vat": 1200}}
 """
 
-OWNER_REVISION = """\"\"\"Trim item names (the owner's own revision, after the template's 0001).
+
+def alembic_revision(title: str, upgrade: str, downgrade: str = "pass") -> str:
+    """A revision file as `db revision` writes it: 0002, after the template's 0001."""
+    return f"""\"\"\"{title}
 
 Revision ID: 0002
 Revises: 0001
@@ -274,12 +277,18 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.execute(sa.text("UPDATE items SET name = trim(name)"))
+    {upgrade}
 
 
 def downgrade() -> None:
-    pass
+    {downgrade}
 """
+
+
+OWNER_REVISION = alembic_revision(
+    "Trim item names (the owner's own revision, after the template's 0001).",
+    'op.execute(sa.text("UPDATE items SET name = trim(name)"))',
+)
 OWNER_README = "\n## On call\n\nPage #orders-oncall; runbook in the wiki.\n"
 OWNER_SCHEMA_NOTE = "# Owner: run `uv run orders db revision` after changing a model.\n"
 VAT_FIELD = "    pricing_vat_percent: int = Field(default=20, ge=0, le=100)\n"
@@ -448,31 +457,11 @@ async def test_items_are_stored_with_the_new_column(client: AsyncClient) -> None
     assert created.status_code == 201, created.text
 """
 
-COLOUR_REVISION = """\"\"\"Items get a colour (the service's own revision).
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-02
-\"\"\"
-
-from collections.abc import Sequence
-
-import sqlalchemy as sa
-from alembic import op
-
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
-
-
-def upgrade() -> None:
-    op.add_column("items", sa.Column("colour", sa.String(32), nullable=True))
-
-
-def downgrade() -> None:
-    op.drop_column("items", "colour")
-"""
+COLOUR_REVISION = alembic_revision(
+    "Items get a colour (the service's own revision).",
+    'op.add_column("items", sa.Column("colour", sa.String(32), nullable=True))',
+    'op.drop_column("items", "colour")',
+)
 ORM_ANCHOR = '    __tablename__ = "items"\n'
 COLOUR_COLUMN = "    colour: Mapped[str | None] = mapped_column(String(32), default=None)\n"
 OWN_DEPENDENCY = '    "six>=1.16",\n'
