@@ -27,6 +27,8 @@ from typing import Any
 import copier
 import yaml
 
+from tests.matrix import renderer_process
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template"
 PROJECT_NAME = "Deploy Check"
@@ -166,7 +168,8 @@ def renders() -> dict[str, dict[str, Any]]:
             (str(source), str(target / f"r{n:03d}"), combo)
             for n, combo in enumerate(combinations())
         ]
-        with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        workers = min(2, os.cpu_count() or 1)
+        with ProcessPoolExecutor(max_workers=workers, initializer=renderer_process) as pool:
             list(pool.map(_render_one, jobs, chunksize=6))
         result = {combo_id(c): {"answers": c, "dir": d} for _, d, c in jobs}
         manifest.write_text(json.dumps(result, indent=1))
