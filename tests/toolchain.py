@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -34,10 +35,19 @@ def find_python(version: str) -> str:
     return version
 
 
-# The PostgreSQL server the generated suites of `database=postgresql` run against; each run
-# creates and drops its own database there.
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+def default_postgres_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+# The PostgreSQL server the generated suites of `database=postgresql` run against (each run
+# creates and drops its own database there): TEST_DATABASE_URL, else the default server if
+# it answers, else None, and each rendered suite starts an embedded server of its own.
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres" if default_postgres_answers() else None
 )
 
 
@@ -51,8 +61,9 @@ def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         PYTHONDONTWRITEBYTECODE="1",
         # Two projects' suites share two cores here: judge the event loop generously.
         SLOW_CALLBACK_SECONDS=os.environ.get("SLOW_CALLBACK_SECONDS", "0.5"),
-        TEST_DATABASE_URL=TEST_DATABASE_URL,
     )
+    if TEST_DATABASE_URL:
+        env["TEST_DATABASE_URL"] = TEST_DATABASE_URL
     env.update(extra or {})
     return env
 
