@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.matrix import manifest, render
+from tests.needs import unavailable
 from tests.toolchain import TEST_DATABASE_URL, UV, run, sync
 
 COMBOS = manifest()["combos"]
@@ -115,12 +116,12 @@ def test_unreachable_server_stops_the_suite_with_one_message(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    TEST_DATABASE_URL is None,
-    reason="needs a PostgreSQL server that outlives the run (TEST_DATABASE_URL, or one on "
-    "127.0.0.1:5432); an embedded server is deleted with its databases",
-)
 def test_suite_drops_its_database(synced_service: tuple[Path, str]) -> None:
+    if TEST_DATABASE_URL is None:  # an embedded server is deleted with its databases
+        unavailable(
+            "needs a PostgreSQL server that outlives the run: TEST_DATABASE_URL, or one on "
+            "127.0.0.1:5432 (e.g. apt-get install -y postgresql)"
+        )
     root, package = synced_service
     code, output = pytest_output(root, "-q", "tests/test_health.py")
     assert code == 0, output
