@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # The uv of the template's own environment: a bare `uv` may be a pyenv shim that the rendered
 # project's .python-version redirects to an interpreter without uv.
@@ -35,19 +36,24 @@ def find_python(version: str) -> str:
     return version
 
 
-def default_postgres_answers() -> bool:
+def answers(url: str) -> bool:
+    parts = urlsplit(url)
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 2):
             return True
     except OSError:
         return False
 
 
 # The PostgreSQL server the generated suites of `database=postgresql` run against (each run
-# creates and drops its own database there): TEST_DATABASE_URL, else the default server if
-# it answers, else None, and each rendered suite starts an embedded server of its own.
+# creates and drops its own database there): TEST_DATABASE_URL, else the generated suites'
+# default server if it answers, else None: each rendered suite starts an embedded server of
+# its own. (TEST_DATABASE_DEFAULT_URL on a closed port mimics a machine without a server.)
+DEFAULT_DATABASE_URL = os.environ.get("TEST_DATABASE_DEFAULT_URL") or (
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
-    "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres" if default_postgres_answers() else None
+    DEFAULT_DATABASE_URL if answers(DEFAULT_DATABASE_URL) else None
 )
 
 
