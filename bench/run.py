@@ -499,7 +499,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"{ENV_PREFIX}DATABASE_URL": sa_url,
                     f"{ENV_PREFIX}ACCESS_LOG": "false",
                     f"{ENV_PREFIX}LOG_JSON": "true",
-                    f"{ENV_PREFIX}ENVIRONMENT": "production",
                 }
             )
             log("migrating and seeding")

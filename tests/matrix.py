@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import copier
+import copier._main as copier_main
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,23 +85,42 @@ def code_hash(project: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def render(dst: Path, answers: dict[str, Any]) -> None:
-    """Render the working tree (HEAD plus uncommitted changes), never the latest tag."""
+def render(dst: Path, answers: dict[str, Any], source: Path = ROOT) -> None:
+    """Render the working tree (HEAD plus uncommitted changes), never the latest tag.
+
+    `source` may be a snapshot() of it: a plain directory, which Copier renders as it is.
+    """
     copier.run_copy(
-        str(ROOT),
+        str(source),
         str(dst),
         data={**BASE_ANSWERS, **answers},
         defaults=True,
-        vcs_ref="HEAD",
+        vcs_ref="HEAD" if source == ROOT else None,
         unsafe=True,
         quiet=True,
         skip_tasks=True,
     )
 
 
-def _render_one(args: tuple[str, dict[str, Any]]) -> tuple[str, str]:
-    dst, combo = args
-    render(Path(dst), combo)
+def snapshot(into: Path) -> Path:
+    """The working tree's template as a plain directory: rendering the repository itself
+    makes Copier clone it (and copy the uncommitted changes) for every render."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv")
+    for name in ("template", "hooks"):
+        shutil.copytree(ROOT / name, into / name, ignore=ignore)
+    shutil.copy2(COPIER_YML, into / "copier.yml")
+    return into
+
+
+def _renderer_process() -> None:
+    # With git on PATH Copier asks it about every rendered file's index entry (for
+    # destinations inside a repository, which these never are): a process per file.
+    copier_main.is_git_available = lambda: False  # type: ignore[attr-defined]
+
+
+def _render_one(args: tuple[str, str, dict[str, Any]]) -> tuple[str, str]:
+    source, dst, combo = args
+    render(Path(dst), combo, Path(source))
     return combo_id(combo), code_hash(Path(dst))
 
 
@@ -123,13 +143,15 @@ def manifest() -> dict[str, Any]:
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir()
         combos = combinations()
-        jobs = [(str(target / f"c{n:04d}"), combo) for n, combo in enumerate(combos)]
-        with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        source = str(snapshot(target / "template-source"))
+        jobs = [(source, str(target / f"c{n:04d}"), combo) for n, combo in enumerate(combos)]
+        workers = os.cpu_count() or 2
+        with ProcessPoolExecutor(max_workers=workers, initializer=_renderer_process) as pool:
             hashes = dict(pool.map(_render_one, jobs, chunksize=8))
         result = {
             "combos": {
                 combo_id(combo): {"answers": combo, "dir": dst, "code": hashes[combo_id(combo)]}
-                for dst, combo in jobs
+                for _, dst, combo in jobs
             }
         }
         manifest_file.write_text(json.dumps(result, indent=1))
@@ -142,3 +164,36 @@ def variants(data: dict[str, Any]) -> dict[str, list[str]]:
     for cid, entry in data["combos"].items():
         groups.setdefault(entry["code"], []).append(cid)
     return groups
+
+
+# The answers that change a rendered project's code; ci and docker change only CI, Docker
+# and README files, which the render tests check for every combination.
+CODE_AXES = ("python_version", "database", "example_resource", "http_client")
+
+
+def _pairs(combo: dict[str, Any]) -> set[tuple[tuple[str, Any], tuple[str, Any]]]:
+    items = sorted(combo.items())
+    return {(a, b) for i, a in enumerate(items) for b in items[i + 1 :]}
+
+
+def covering_set(combos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Combinations whose full toolchain runs: every pair of option values that some valid
+    combination has (pairwise), and every database on every Python version.
+
+    Greedy and deterministic: each (python_version, database) pair first, then while a pair
+    is uncovered, the combination that covers the most uncovered pairs (earliest on ties).
+    """
+    uncovered = set().union(*(_pairs(c) for c in combos))
+    chosen: list[dict[str, Any]] = []
+
+    def take(candidates: list[dict[str, Any]]) -> None:
+        best = max(candidates, key=lambda c: len(_pairs(c) & uncovered))
+        chosen.append(best)
+        uncovered.difference_update(_pairs(best))
+
+    for version in dict.fromkeys(c["python_version"] for c in combos):
+        for database in dict.fromkeys(c["database"] for c in combos):
+            take([c for c in combos if (c["python_version"], c["database"]) == (version, database)])
+    while uncovered:
+        take(combos)
+    return chosen

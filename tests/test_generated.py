@@ -1,42 +1,93 @@
-"""Each distinct variant's rendered project passes its own lint, types and test suite.
+"""Rendered projects pass their own checks.
 
-Combinations whose rendered code is byte-identical share one run; the test id names the
-first combination of the group and how many it covers.
+Every distinct variant (combinations whose rendered src/, tests/ and pyproject.toml are
+byte-identical) is formatted and linted with ruff. The full toolchain (uv sync, ruff, mypy
+and the project's own pytest suite) runs on the covering set (tests/matrix.py): every pair
+of option values that a valid combination has, and every database on every Python version.
 """
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.matrix import manifest, variants
+from tests.matrix import CODE_AXES, combinations, covering_set, manifest, variants
 from tests.toolchain import verify
 
 MANIFEST = manifest()
+COMBOS: dict[str, dict[str, Any]] = MANIFEST["combos"]
 VARIANTS = variants(MANIFEST)
+RUFF = (sys.executable, "-m", "ruff")
+# pytest's last line with -q, e.g. "120 passed, 2 deselected in 9.81s".
+SUMMARY = re.compile(r"^(?P<counts>\d+ \w+.*) in [\d.]+s", re.MULTILINE)
+
+
+def code_key(answers: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(answers.get(axis) for axis in CODE_AXES)
 
 
 def variant_id(code: str) -> str:
     members = VARIANTS[code]
-    first = MANIFEST["combos"][members[0]]["answers"]
+    first = COMBOS[members[0]]["answers"]
     short = f"py{first['python_version']}-{first['database']}-{first['http_client']}"
     if "example_resource" in first:
         short += "-items" if first["example_resource"] else "-noitems"
     return f"{short}-x{len(members)}-{code}"
 
 
-def test_every_combination_belongs_to_one_variant() -> None:
-    covered = sorted(c for members in VARIANTS.values() for c in members)
-    assert covered == sorted(MANIFEST["combos"])
+def covering_variants() -> list[str]:
+    """The code hashes of the covering set's combinations, in covering-set order."""
+    by_key = {code_key(entry["answers"]): entry["code"] for entry in COMBOS.values()}
+    chosen = covering_set([{k: c[k] for k in CODE_AXES if k in c} for c in combinations()])
+    return list(dict.fromkeys(by_key[code_key(c)] for c in chosen))
+
+
+def test_code_depends_only_on_the_code_axes() -> None:
+    """The covering set is drawn over CODE_AXES: combinations that agree on them must render
+    the same code (else an answer that changes code is missing from CODE_AXES)."""
+    hashes: dict[tuple[Any, ...], set[str]] = {}
+    for entry in COMBOS.values():
+        hashes.setdefault(code_key(entry["answers"]), set()).add(entry["code"])
+    differing = {key: codes for key, codes in hashes.items() if len(codes) > 1}
+    assert differing == {}
+
+
+def test_covering_set_covers_every_pair_and_every_database_on_every_python() -> None:
+    projected = [{k: c[k] for k in CODE_AXES if k in c} for c in combinations()]
+    chosen = covering_set(projected)
+    needed = {
+        (a, b) for combo in projected for a in combo.items() for b in combo.items() if a[0] < b[0]
+    }
+    covered = {(a, b) for combo in chosen for a in combo.items() for b in combo.items()}
+    assert needed - covered == set()
+    versions = {c["python_version"] for c in projected}
+    databases = {c["database"] for c in projected}
+    assert {(c["python_version"], c["database"]) for c in chosen} == {
+        (v, d) for v in versions for d in databases
+    }
+    assert len(covering_variants()) < len(VARIANTS)
+
+
+@pytest.mark.parametrize("code", sorted(VARIANTS, key=variant_id), ids=variant_id)
+def test_variant_is_ruff_clean(code: str) -> None:
+    project = Path(COMBOS[VARIANTS[code][0]]["dir"])
+    for args in (("format", "--check", "--no-cache"), ("check", "--no-cache")):
+        result = subprocess.run(
+            [*RUFF, *args, "."], cwd=project, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, f"ruff {args[0]}:\n{result.stdout}{result.stderr}"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("code", sorted(VARIANTS, key=variant_id), ids=variant_id)
+@pytest.mark.parametrize("code", covering_variants(), ids=variant_id)
 def test_variant_passes_its_own_checks(
     code: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    representative = MANIFEST["combos"][VARIANTS[code][0]]
+    representative = COMBOS[VARIANTS[code][0]]
     answers = representative["answers"]
     project = tmp_path / "service"
     shutil.copytree(representative["dir"], project)
@@ -44,6 +95,7 @@ def test_variant_passes_its_own_checks(
     if answers["database"] == "mongodb":
         env["TEST_MONGODB_URL"] = request.getfixturevalue("mongodb_url")
     output = verify(project, answers["python_version"], env)
-    summary = re.search(r"(\d+) passed", output)
-    assert summary, output[-3000:]
-    assert "failed" not in output.splitlines()[-1]
+    summaries = SUMMARY.findall(output)
+    assert summaries, output[-3000:]
+    assert re.match(r"\d+ passed", summaries[-1]), summaries[-1]
+    assert not re.search(r"failed|error", summaries[-1]), summaries[-1]

@@ -33,7 +33,7 @@ PYTEST = (UV, "run", "--no-sync", "pytest", "-q", "-x")
 MISTAKES = [
     Mistake(
         "blocking-call-in-handler",
-        "health.py",
+        "core/health.py",
         LIVE,
         LIVE.replace("    return", "    import time\n\n    time.sleep(1.0)\n    return"),
         (*PYTEST, "tests/test_health.py::test_live"),
@@ -41,7 +41,7 @@ MISTAKES = [
     ),
     Mistake(
         "blocking-call-in-handler (static)",
-        "health.py",
+        "core/health.py",
         LIVE,
         LIVE.replace("    return", "    import time\n\n    time.sleep(1.0)\n    return"),
         (UV, "run", "--no-sync", "ruff", "check", "."),
@@ -49,15 +49,16 @@ MISTAKES = [
     ),
     Mistake(
         "session-never-closed",
-        "items/dependencies.py",
+        "items/deps.py",
         READER,
-        "    leaked = resources.sessionmaker()\n    await leaked.connection()\n" + READER,
+        "    leaked = resources.get(SqlDatabase).sessionmaker()\n    await leaked.connection()\n"
+        + READER,
         (*PYTEST, "tests/test_items_api.py::test_create_then_get"),
         "[leak guard]",
     ),
     Mistake(
         "unawaited-coroutine",
-        "health.py",
+        "core/health.py",
         LIVE,
         LIVE.replace("    return", "    asyncio.sleep(0)\n    return"),
         (*PYTEST, "tests/test_health.py::test_live"),
@@ -65,7 +66,7 @@ MISTAKES = [
     ),
     Mistake(
         "unawaited-coroutine (static)",
-        "health.py",
+        "core/health.py",
         LIVE,
         LIVE.replace("    return", "    asyncio.sleep(0)\n    return"),
         (UV, "run", "--no-sync", "mypy"),
@@ -73,7 +74,7 @@ MISTAKES = [
     ),
     Mistake(
         "dangling-task",
-        "health.py",
+        "core/health.py",
         LIVE,
         LIVE.replace("    return", "    asyncio.create_task(asyncio.sleep(0))\n    return"),
         (UV, "run", "--no-sync", "ruff", "check", "."),
@@ -111,7 +112,6 @@ CASES = [
     pytest.param(mistake, database, id=f"{database}-{mistake.name}")
     for mistake in MISTAKES
     for database in mistake.databases
-    if base_project(database) is not None
 ]
 
 
@@ -119,7 +119,7 @@ CASES = [
 @pytest.mark.parametrize(("mistake", "database"), CASES)
 def test_guard_catches_injected_mistake(mistake: Mistake, database: str, tmp_path: Path) -> None:
     source = base_project(database)
-    assert source is not None
+    assert source is not None, f"no rendered {database} combination to inject {mistake.name} into"
     project = tmp_path / "service"
     shutil.copytree(source, project)
     target = project / "src" / PACKAGE / mistake.path

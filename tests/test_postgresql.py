@@ -69,7 +69,7 @@ def test_ci_runs_the_tests_against_a_postgres_service(combo: str) -> None:
 @pytest.mark.parametrize("combo", POSTGRES[:1])
 def test_every_database_setting_is_documented(combo: str) -> None:
     root = project(combo)
-    settings = (root / f"src/{PACKAGE}/settings.py").read_text()
+    settings = (root / f"src/{PACKAGE}/core/db/engine.py").read_text()
     fields = re.findall(r"^    (database_\w+):", settings, flags=re.MULTILINE)
     assert "database_pool_pre_ping" in fields
     env_example = (root / ".env.example").read_text()

@@ -4,6 +4,7 @@ A bad answer must stop Copier with a message naming the problem and what is allo
 write no project.
 """
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def test_defaults(copie: Copie) -> None:
     # computed flags are never stored as answers
     assert not {"use_sql", "use_mongo", "use_db", "use_items", "use_http"} & given.keys()
     assert (result.project_dir / "src/order_service/items/router.py").is_file()
-    assert (result.project_dir / "src/order_service/http.py").is_file()
+    assert (result.project_dir / "src/order_service/core/http.py").is_file()
 
 
 def test_project_name_defaults_to_the_destination_folder(tmp_path: Path) -> None:
@@ -110,8 +111,32 @@ def test_bad_answer_is_rejected_with_a_clear_message(
     result = copie.copy(extra_answers={"project_name": "Good Name", **bad})
     assert result.exit_code != 0
     assert message in str(result.exception)
-    # nothing rendered: no half-written project
-    assert result.project_dir is None or not any(result.project_dir.iterdir())
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["new-dir", "empty-dir"])
+@pytest.mark.parametrize(
+    ("bad", "message"), BAD_ANSWERS[::4], ids=[str(b) for b, _ in BAD_ANSWERS[::4]]
+)
+def test_bad_answer_writes_nothing(
+    tmp_path: Path, bad: dict[str, Any], message: str, exists: bool
+) -> None:
+    """pytest-copie reports no project_dir on a failed copy, so look at the destination."""
+    destination = tmp_path / "service"
+    if exists:
+        destination.mkdir()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        copier.run_copy(
+            str(ROOT),
+            str(destination),
+            data={"project_name": "Good Name", **bad},
+            defaults=True,
+            vcs_ref="HEAD",
+            unsafe=True,
+            quiet=True,
+            skip_tasks=True,
+        )
+    written = sorted(destination.rglob("*")) if destination.exists() else None
+    assert written == ([] if exists else None)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""The platform team's `async-service` CLI for the copier-async-service template."""

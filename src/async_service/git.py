@@ -1,0 +1,136 @@
+"""Git through subprocess with explicit argument lists (never a shell, never Copier's output)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# Fixed, English, non-interactive git: a prompt for credentials would hang a worker thread.
+_ENV_OVERRIDES = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "",
+    "LC_ALL": "C",
+}
+# Commits the CLI makes need an identity even where none is configured (CI runners).
+_DEFAULT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "async-service",
+    "GIT_AUTHOR_EMAIL": "async-service@localhost",
+    "GIT_COMMITTER_NAME": "async-service",
+    "GIT_COMMITTER_EMAIL": "async-service@localhost",
+}
+
+
+class GitError(Exception):
+    """A git command failed; the message is git's own last line of stderr."""
+
+
+@functools.cache
+def _has_identity() -> bool:
+    configured = subprocess.run(
+        ["git", "config", "--get", "user.email"], capture_output=True, check=False
+    )
+    return configured.returncode == 0 or "GIT_COMMITTER_EMAIL" in os.environ
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    # The user's own identity wins; the fallback only keeps commits possible without one.
+    env = {**({} if _has_identity() else _DEFAULT_IDENTITY), **os.environ, **_ENV_OVERRIDES}
+    env.update(extra or {})
+    return env
+
+
+def run(
+    args: Sequence[str],
+    cwd: Path | None = None,
+    *,
+    check: bool = True,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run `git ARGS` in `cwd`; raise GitError with git's message when `check` and it fails."""
+    command = ["git", *args]
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env=git_env(),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        message = lines[-1] if lines else f"exit code {result.returncode}"
+        raise GitError(f"git {args[0]}: {message}")
+    return result
+
+
+def text(args: Sequence[str], cwd: Path | None = None) -> str:
+    return run(args, cwd).stdout.decode(errors="replace").strip()
+
+
+def is_work_tree(path: Path) -> bool:
+    result = run(["rev-parse", "--is-inside-work-tree"], path, check=False)
+    return result.returncode == 0 and result.stdout.strip() == b"true"
+
+
+def toplevel(path: Path) -> Path:
+    return Path(text(["rev-parse", "--show-toplevel"], path))
+
+
+def show(repo: Path, rev: str, path: str) -> bytes | None:
+    """The contents of `path` at `rev`, or None when it does not exist there."""
+    result = run(["show", f"{rev}:{path}"], repo, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def tree_blobs(repo: Path, rev: str = "HEAD") -> dict[str, str]:
+    """Path -> blob id of every file committed at `rev` (one git call for the whole tree)."""
+    out = run(["ls-tree", "-r", "-z", "--full-tree", rev], repo).stdout
+    blobs: dict[str, str] = {}
+    for entry in out.split(b"\0"):
+        if not entry:
+            continue
+        meta, _, name = entry.partition(b"\t")
+        _mode, kind, oid = meta.split(b" ")
+        if kind == b"blob":
+            blobs[name.decode(errors="surrogateescape")] = oid.decode()
+    return blobs
+
+
+def blob_id(data: bytes) -> str:
+    """Git's SHA-1 object id of a blob, so rendered files compare with commits without reading them."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def cat_blob(repo: Path, oid: str) -> bytes:
+    return run(["cat-file", "blob", oid], repo).stdout
+
+
+def status_porcelain(repo: Path) -> str:
+    return run(["status", "--porcelain"], repo).stdout.decode(errors="replace").strip()
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    ref = f"refs/heads/{branch}"
+    return run(["rev-parse", "--verify", "--quiet", ref], repo, check=False).returncode == 0
+
+
+def rev_parse(repo: Path, rev: str) -> str | None:
+    result = run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], repo, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def remote_url(repo: Path, remote: str = "origin") -> str | None:
+    result = run(["remote", "get-url", remote], repo, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def remote_has_branch(remote: str, branch: str, cwd: Path | None = None) -> bool:
+    """Whether `remote` (a URL, or a remote's name in the repository `cwd`) has `branch`."""
+    args = ["ls-remote", "--heads", remote, f"refs/heads/{branch}"]
+    result = run(args, cwd, check=False, timeout=120)
+    return result.returncode == 0 and bool(result.stdout.strip())

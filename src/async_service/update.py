@@ -1,0 +1,307 @@
+"""`fleet update`: one repository updated on a branch in a clone of its own, never in place.
+
+The owner's working tree, index and checked-out branch are never written. The update runs in
+a throw-away clone; the finished commit reaches the repository by `git fetch CLONE
+BRANCH:BRANCH` (which creates the branch ref only once all its objects are there, so a
+Ctrl-C cannot leave a half-made branch) and, with --push, by pushing to its `origin`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import copier
+import yaml
+from packaging.version import Version
+
+from . import git, versions
+from .fleet import Fleet, recorded_version
+from .repos import ANSWERS_FILE, Repo, RepoError, RepoSpec, open_local, open_repo
+from .template import COPIER_LOCK, Template, TemplateError, expand
+
+Result = Literal["updated", "conflicts", "up-to-date", "failed"]
+Tests = Literal["passed", "failed", "skipped"]
+_MARKER = re.compile(rb"^<<<<<<< ", re.MULTILINE)
+
+
+class Cancelled(Exception):
+    """Ctrl-C: stop this repository where it is; its clone is removed, nothing is fetched."""
+
+
+@dataclass(frozen=True)
+class UpdateOptions:
+    to: str | None = None
+    branch: str | None = None  # may contain {version}
+    test: bool = False
+    test_command: str | None = None
+    push: bool = False
+    test_timeout: float = 1800
+
+
+@dataclass
+class UpdateResult:
+    repo: str
+    result: Result = "failed"
+    branch: str | None = None
+    conflicted_files: list[str] = field(default_factory=list)
+    tests: Tests = "skipped"
+    from_version: str | None = None
+    to_version: str | None = None
+    pushed: bool = False
+    note: str | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "result": self.result,
+            "branch": self.branch,
+            "conflicted_files": self.conflicted_files,
+            "tests": self.tests,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "pushed": self.pushed,
+            "note": self.note,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Updater:
+    fleet: Fleet
+    options: UpdateOptions
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self, spec: RepoSpec) -> UpdateResult:
+        """Never raises for a bad repository: the problem becomes `failed` with a reason."""
+        result = UpdateResult(repo=spec.location)
+        try:
+            self._update(spec, result)
+        except Cancelled:
+            result.result, result.error = "failed", "interrupted (Ctrl-C): nothing was changed"
+        except (RepoError, TemplateError, git.GitError) as error:
+            result.result, result.error = "failed", str(error)
+        except Exception as error:  # noqa: BLE001 (Copier's own errors: one line, not a traceback)
+            result.result = "failed"
+            result.error = f"{type(error).__name__}: {error}".strip().splitlines()[0]
+        return result
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled
+
+    def _update(self, spec: RepoSpec, result: UpdateResult) -> None:
+        if spec.skip:
+            result.result, result.note = "up-to-date", "skipped (registry)"
+            return
+        source_repo: Path | None = None
+        if spec.is_url:
+            if not self.options.push:
+                raise RepoError("a URL repository needs --push: the branch has nowhere else to go")
+            origin = expand(spec.location)
+        else:
+            source_repo = open_local(spec)
+            if git.status_porcelain(source_repo):
+                raise RepoError(
+                    "working tree has uncommitted changes: commit or stash them (nothing was done)"
+                )
+            origin = str(source_repo)
+
+        # Read what to do before cloning anything: current services cost one `git show`.
+        repo = (
+            Repo(spec, source_repo, "HEAD")
+            if source_repo
+            else open_repo(spec, self.fleet.cache_dir)
+        )
+        answers = repo.answers()
+        template = self.fleet.template_for(answers)
+        recorded = recorded_version(answers)
+        target, tag = self._target(template)
+        result.from_version, result.to_version = answers.commit, str(target)
+        if recorded >= target:
+            result.result = "up-to-date"
+            return
+        branch = (self.options.branch or self._policy_branch() or "template/{version}").format(
+            version=target
+        )
+        result.branch = branch
+        if self._already_prepared(source_repo, spec, branch, tag, result):
+            return
+
+        with tempfile.TemporaryDirectory(prefix="async-service-update-") as work:
+            clone = Path(work) / "clone"
+            self._check_cancel()
+            try:
+                git.run(["clone", "--quiet", "--no-hardlinks", origin, str(clone)], timeout=600)
+            except git.GitError as error:
+                raise RepoError(f"cannot clone {origin}: {error}") from None
+            self._check_cancel()
+            git.run(["checkout", "--quiet", "-b", branch], clone)
+            with COPIER_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                copier.run_update(
+                    clone,
+                    vcs_ref=tag,
+                    defaults=True,  # the recorded answers, asked of no one
+                    overwrite=True,
+                    quiet=True,
+                    conflict="inline",
+                    unsafe=self.fleet.trust,
+                )
+            self._check_cancel()
+            git.run(["add", "--all"], clone)
+            touched = git.text(["diff", "--cached", "--name-only", "-z"], clone).split("\0")
+            result.conflicted_files = conflicted(clone, [p for p in touched if p])
+            if result.conflicted_files:
+                result.tests = "skipped"
+            elif self.options.test:
+                result.tests = self._run_tests(clone)
+            self._check_cancel()
+            sections = versions.changelog_sections(template.changelog(tag), recorded, target)
+            message = commit_message(template.source, answers.commit, str(target), sections, result)
+            git.run(
+                ["commit", "--quiet", "--no-verify", "--cleanup=verbatim", "-m", message], clone
+            )
+            self._check_cancel()
+            # Only a complete commit is brought back: the fetch creates the ref atomically.
+            if source_repo is not None:
+                git.run(["fetch", "--quiet", str(clone), f"{branch}:{branch}"], source_repo)
+            result.result = "conflicts" if result.conflicted_files else "updated"
+            if self.options.push:
+                self._push(source_repo, clone, branch, result)
+
+    def _policy_branch(self) -> str | None:
+        return self.fleet.policy.branch if self.fleet.policy else None
+
+    def _target(self, template: Template) -> tuple[Version, str]:
+        if self.options.to:
+            tag = template.tag_for(self.options.to)
+            known = versions.format_versions(list(template.versions(prereleases=True)))
+            if tag is None:
+                raise RepoError(
+                    f"unknown template version {self.options.to} (the template has: {known})"
+                )
+            parsed = versions.parse(tag)
+            if parsed is None:
+                raise RepoError(f"--to {self.options.to} is not a PEP 440 version tag")
+            policy = self.fleet.policy
+            if (
+                policy
+                and policy.versions
+                and not policy.versions.contains(parsed, prereleases=True)
+            ):
+                raise RepoError(
+                    f"version {parsed} is outside {policy.name} [template] versions {policy.versions}"
+                )
+            return parsed, tag
+        newest = self.fleet.newest(template)
+        if newest is None:
+            raise RepoError(f"template {template.source} has no released version in range")
+        return newest
+
+    def _already_prepared(
+        self, source_repo: Path | None, spec: RepoSpec, branch: str, tag: str, result: UpdateResult
+    ) -> bool:
+        """A second run: the branch is there already. Report it, never overwrite it."""
+        if source_repo is None:
+            if not git.remote_has_branch(expand(spec.location), branch):
+                return False
+            result.result, result.note = "up-to-date", f"branch {branch} already pushed"
+            return True
+        if not git.branch_exists(source_repo, branch):
+            return False
+        data = git.show(source_repo, branch, ANSWERS_FILE) or b""
+        recorded = (yaml.safe_load(data) or {}).get("_commit") if data else None
+        if str(recorded) != tag:
+            raise RepoError(
+                f"branch {branch} exists and is not this update (its template version is "
+                f"{recorded}); delete it or pass --branch"
+            )
+        files = git.run(["grep", "-l", "-E", "^<<<<<<< ", branch, "--"], source_repo, check=False)
+        marked = [line.split(":", 1)[1] for line in files.stdout.decode().splitlines()]
+        rejects = [p for p in git.tree_blobs(source_repo, branch) if p.endswith(".rej")]
+        result.conflicted_files = sorted({*marked, *rejects})
+        result.result = "conflicts" if result.conflicted_files else "up-to-date"
+        result.note = f"branch {branch} already prepared"
+        if self.options.push and not result.conflicted_files:
+            self._push(source_repo, source_repo, branch, result)
+        return True
+
+    def _push(
+        self, source_repo: Path | None, clone: Path, branch: str, result: UpdateResult
+    ) -> None:
+        if result.conflicted_files:
+            # Conflict markers stay local: pushed, they would start CI and review on a broken branch.
+            result.note = "not pushed: resolve the conflicts on the local branch first"
+            return
+        # A local repository pushes its own (just fetched) branch: its origin URL may be relative.
+        where = clone if source_repo is None else source_repo
+        if git.remote_url(where) is None:
+            raise RepoError("--push: the repository has no origin remote")
+        if git.remote_has_branch("origin", branch, cwd=where):
+            result.pushed = True
+            return
+        self._check_cancel()
+        try:
+            git.run(
+                ["push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}"], where
+            )
+        except git.GitError as error:
+            raise RepoError(
+                f"branch {branch} is ready locally but the push failed: {error}"
+            ) from None
+        result.pushed = True
+
+    def _run_tests(self, clone: Path) -> Tests:
+        command = self.options.test_command
+        if command is None and self.fleet.policy is not None:
+            command = self.fleet.policy.test_command
+        # The service's environment, not this tool's: drop the CLI's own virtualenv.
+        env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+        try:
+            completed = subprocess.run(
+                shlex.split(command or "uv run pytest"),
+                cwd=clone,
+                env=env,
+                capture_output=True,
+                timeout=self.options.test_timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return "failed"
+        return "passed" if completed.returncode == 0 else "failed"
+
+
+def conflicted(clone: Path, paths: list[str]) -> list[str]:
+    """Files the update left with Copier's inline conflict markers, and `.rej` files."""
+    found: list[str] = []
+    for path in paths:
+        file = clone / path
+        is_text = file.is_file() and not file.is_symlink()
+        if path.endswith(".rej") or (is_text and _MARKER.search(file.read_bytes())):
+            found.append(path)
+    return sorted(found)
+
+
+def commit_message(
+    source: str, old: str, new: str, sections: list[str], result: UpdateResult
+) -> str:
+    """Names both versions and carries the template's CHANGELOG sections in between."""
+    lines = [f"Update template from {old} to {new}", "", f"Template: {source}"]
+    for section in sections:
+        lines += ["", section]
+    if result.conflicted_files:
+        lines += ["", "CONFLICTS to resolve before merging (Copier's inline markers):"]
+        lines += [f"- {path}" for path in result.conflicted_files]
+    lines += ["", f"Tests: {result.tests}", "", "Prepared by async-service fleet update."]
+    return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""`async-service fleet status` on a fleet built from the synthetic template history."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from async_service.cli import app
+from async_service.fleet import run_all
+from async_service.repos import RepoSpec
+from tests.fleet_fixtures import FleetPaths, git, shared_fleet, write_policy
+
+ALL = ["current", "behind", "conflict", "rogue", "noanswers", "notgit"]
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> FleetPaths:
+    return shared_fleet(tmp_path_factory.getbasetemp() / "cli-fleet")
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def status(cache: Path, *args: str) -> Result:
+    # Wide enough that rich folds no tmp path over two rows.
+    env = {"COLUMNS": "320"}
+    return CliRunner().invoke(app, ["fleet", "status", "--cache-dir", str(cache), *args], env=env)
+
+
+def by_repo(result: Result) -> dict[str, dict[str, Any]]:
+    return {Path(row["repo"]).name: row for row in json.loads(result.stdout)}
+
+
+def test_status_json_gives_every_field_of_every_repository(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path / "policy.toml", fleet.template)
+    repos = [str(fleet[name]) for name in ALL]
+    result = status(cache, *repos, "--policy", str(policy), "--json")
+    assert result.exit_code == 1, result.output  # two repositories cannot be inspected
+    rows = by_repo(result)
+    assert list(rows) == ALL  # input order, whatever order the threads finished in
+    template = str(fleet.template)
+
+    current = rows["current"]
+    assert current == {
+        "repo": str(fleet["current"]),
+        "note": None,
+        "skipped": False,
+        "template": template,
+        "template_version": "2.0.0",
+        "latest_version": "2.0.0",  # 2.1.0rc1 is a pre-release
+        "behind": 0,
+        "changelog": [],
+        "policy_violations": [],
+        "drifted_files": [],  # .copier-answers.yml is never drift
+        "error": None,
+    }
+    behind = rows["behind"]
+    assert (behind["template_version"], behind["latest_version"], behind["behind"]) == (
+        "1.1.0",
+        "2.0.0",
+        1,
+    )
+    assert behind["changelog"] == ["2.0.0"]
+    assert behind["policy_violations"] == []
+    # One line added to a rendered file; src/own.py is the service's own, not drift.
+    assert behind["drifted_files"] == [
+        {"path": "db.txt", "added": 1, "removed": 0, "deleted": False}
+    ]
+    conflict = rows["conflict"]
+    assert (conflict["template_version"], conflict["behind"]) == ("1.0.0", 2)
+    assert conflict["changelog"] == ["2.0.0", "1.1.0"]
+    assert conflict["drifted_files"] == [
+        {"path": "app.py", "added": 1, "removed": 1, "deleted": False}
+    ]
+    rogue = rows["rogue"]
+    assert rogue["policy_violations"] == [
+        "ci=github, but policy.toml [answers.fixed] requires gitlab",
+        "database=mongodb is forbidden by policy.toml [answers.forbidden]",
+    ]
+    # README.md deleted (all 7 lines of 1.1.0's render removed); .env is _skip_if_exists.
+    assert rogue["drifted_files"] == [
+        {"path": "README.md", "added": 0, "removed": 7, "deleted": True}
+    ]
+    assert rogue["error"] is None
+    assert rows["noanswers"]["error"] == (
+        "no .copier-answers.yml committed: not a Copier-generated service"
+    )
+    assert rows["noanswers"]["behind"] is None
+    assert rows["notgit"]["error"] == "not a git repository"
+    # One clear line per failing repository, naming it.
+    assert result.stderr.splitlines() == [
+        f"error: {fleet['noanswers']}: no .copier-answers.yml committed: not a Copier-generated service",
+        f"error: {fleet['notgit']}: not a git repository",
+    ]
+
+
+def test_status_table_shows_versions_behind_policy_and_drift(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path / "policy.toml", fleet.template)
+    result = status(cache, *(str(fleet[n]) for n in ALL), "--policy", str(policy))
+    lines = result.stdout.splitlines()
+
+    def row(name: str) -> str:
+        (found,) = [line for line in lines if f"{fleet[name]} " in line]
+        return " ".join(found.replace("│", " ").split())
+
+    assert row("current") == f"{fleet['current']} 2.0.0 2.0.0 0 ok none"
+    assert row("behind") == f"{fleet['behind']} 1.1.0 2.0.0 1 ok db.txt +1 -0 2.0.0"
+    assert row("conflict") == f"{fleet['conflict']} 1.0.0 2.0.0 2 ok app.py +1 -1 2.0.0, 1.1.0"
+    assert "ci=github, but policy.toml [answers.fixed] requires gitlab" in row("rogue")
+    assert "README.md deleted" in row("rogue")
+    assert "error" in row("notgit") and "not a git repository" in row("notgit")
+
+
+def test_prereleases_count_only_when_asked(fleet: FleetPaths, cache: Path) -> None:
+    plain = by_repo(status(cache, str(fleet["current"]), "--json"))["current"]
+    assert (plain["latest_version"], plain["behind"]) == ("2.0.0", 0)
+    pre = by_repo(status(cache, str(fleet["current"]), "--json", "--prereleases"))["current"]
+    assert (pre["latest_version"], pre["behind"], pre["changelog"]) == ("2.1.0rc1", 1, ["2.1.0rc1"])
+
+
+@pytest.mark.parametrize(
+    ("repos", "fail_on", "code"),
+    [
+        (["current", "behind"], [], 0),
+        (["current", "behind"], ["behind"], 1),
+        (["current"], ["behind", "policy", "drift"], 0),
+        (["current", "rogue"], ["policy"], 1),
+        (["current", "behind"], ["policy"], 0),
+        (["current", "behind"], ["drift"], 1),
+        (["current", "notgit"], [], 1),  # a repository that cannot be inspected
+    ],
+)
+def test_fail_on_sets_the_exit_code(
+    fleet: FleetPaths, cache: Path, tmp_path: Path, repos: list[str], fail_on: list[str], code: int
+) -> None:
+    policy = write_policy(tmp_path / "policy.toml", fleet.template)
+    flags = [arg for item in fail_on for arg in ("--fail-on", item)]
+    result = status(cache, *(str(fleet[r]) for r in repos), "--policy", str(policy), *flags)
+    assert result.exit_code == code, result.output
+
+
+def test_registry_notes_skips_and_relative_paths(fleet: FleetPaths, cache: Path) -> None:
+    registry = fleet.root / "fleet.toml"
+    registry.write_text(
+        '[[repos]]\nrepo = "current"\nnote = "payments team"\n\n'
+        '[[repos]]\nrepo = "noanswers"\nskip = true\nnote = "archived"\n'
+    )
+    try:
+        result = status(cache, "--registry", str(registry), "--json")
+    finally:
+        registry.unlink()
+    assert result.exit_code == 0, result.output  # the broken one is skipped, not an error
+    rows = by_repo(result)
+    assert rows["current"]["note"] == "payments team"
+    assert rows["current"]["behind"] == 0
+    assert rows["noanswers"]["skipped"] is True
+    assert rows["noanswers"]["error"] is None
+
+
+@pytest.mark.parametrize(
+    ("registry", "message"),
+    [
+        (
+            '[[repos]]\nrepo = "current"\nskipp = true\n',
+            "fleet.toml: repos[0].skipp: unknown key; allowed: repo, note, skip",
+        ),
+        (
+            '[[repos]]\nrepo = "current"\nskip = "yes"\n',
+            "fleet.toml: repos[0].skip: must be a bool",
+        ),
+        ('[[repos]]\nnote = "x"\n', "fleet.toml: repos[0]: missing key repo (a path or git URL)"),
+        ('[[repo]]\nrepo = "current"\n', "fleet.toml: repo: unknown key; allowed: repos"),
+    ],
+)
+def test_a_registry_typo_is_exit_2_naming_the_key(
+    cache: Path, tmp_path: Path, registry: str, message: str
+) -> None:
+    path = tmp_path / "fleet.toml"
+    path.write_text(registry)
+    result = status(cache, "--registry", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {message}"
+
+
+def test_no_repositories_is_exit_2(cache: Path) -> None:
+    result = status(cache)
+    assert result.exit_code == 2
+    assert "no repositories" in result.stderr
+
+
+def test_url_repositories_are_cloned_into_the_cache(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    bare = tmp_path / "behind.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(fleet["behind"]), str(bare))
+    url = bare.as_uri()
+    missing = (tmp_path / "nowhere.git").as_uri()
+    result = status(cache, url, missing, str(fleet["current"]), "--json")
+    assert result.exit_code == 1
+    rows = {row["repo"]: row for row in json.loads(result.stdout)}
+    assert rows[url]["behind"] == 1
+    assert rows[url]["drifted_files"][0]["path"] == "db.txt"
+    assert rows[url]["error"] is None
+    assert rows[missing]["error"].startswith(f"cannot fetch {missing}: git fetch:")
+    assert rows[str(fleet["current"])]["error"] is None  # the others are still processed
+    assert len(list((cache / "repos").iterdir())) == 2
+    # A new commit upstream is seen on the next run (the cache is refreshed, not reused).
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "--quiet", str(bare), str(work))
+    (work / "db.txt").write_text("database: sqlite\n")
+    git(work, "commit", "--quiet", "-am", "back to the template's db.txt")
+    git(work, "push", "--quiet", "origin", "HEAD")
+    again = {row["repo"]: row for row in json.loads(status(cache, url, "--json").stdout)}
+    assert again[url]["drifted_files"] == []
+
+
+def test_template_given_as_a_url_is_cloned_and_the_answers_file_is_no_drift(
+    fleet: FleetPaths, cache: Path
+) -> None:
+    # Rendered from the cache's clone, the pristine answers file records another _src_path.
+    url = fleet.template.as_uri()
+    result = status(cache, str(fleet["current"]), str(fleet["behind"]), "--template", url, "--json")
+    assert result.exit_code == 0, result.output
+    rows = by_repo(result)
+    assert rows["current"]["drifted_files"] == []
+    assert [f["path"] for f in rows["behind"]["drifted_files"]] == ["db.txt"]
+    assert rows["behind"]["changelog"] == ["2.0.0"]
+    assert len(list((cache / "templates").iterdir())) == 1
+
+
+def test_answers_from_another_template_is_one_error_line(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-template"
+    git(tmp_path, "clone", "--quiet", str(fleet.template), str(other))
+    result = status(cache, str(fleet["behind"]), "--template", str(other), "--json")
+    assert result.exit_code == 1
+    (row,) = json.loads(result.stdout)
+    assert row["error"] == (
+        f"answers file is from another template: {fleet.template} (expected {other})"
+    )
+
+
+def test_pristine_renders_are_shared_by_services_on_one_version(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    copies = [tmp_path / f"current-{i}" for i in range(3)]
+    for copy in copies:
+        shutil.copytree(fleet["current"], copy)
+    result = status(cache, *map(str, copies), str(fleet["behind"]), "--json")
+    assert result.exit_code == 0, result.output
+    # Three services on (2.0.0, same answers) and one on 1.1.0: two renders, not four.
+    assert len([p for p in (cache / "renders").iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_repositories_are_handled_at_most_jobs_at_a_time() -> None:
+    lock = threading.Lock()
+    running, peak = 0, 0
+
+    def work(spec: RepoSpec) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return spec.location
+
+    specs = [RepoSpec(f"repo-{i}") for i in range(8)]
+    assert run_all(work, specs, 3, threading.Event()) == [s.location for s in specs]
+    assert peak == 3

@@ -1,0 +1,276 @@
+"""`async-service fleet update`: branches in clones, results per repository, nothing in place."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from async_service.cli import app
+from tests.fleet_fixtures import FleetPaths, copy_fleet, git, head, shared_fleet, write_policy
+
+# Passes only where the update really happened: settings.py is new in template 2.0.0.
+HAS_SETTINGS = "sh -c 'test -f settings.py'"
+BRANCH = "template/2.0.0"
+NO_ANSWERS = "no .copier-answers.yml committed: not a Copier-generated service"
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> FleetPaths:
+    return shared_fleet(tmp_path_factory.getbasetemp() / "cli-fleet")
+
+
+@pytest.fixture
+def fleet(shared: FleetPaths, tmp_path: Path) -> FleetPaths:
+    """A private copy: updates create branches."""
+    return copy_fleet(shared, tmp_path / "fleet")
+
+
+def update(fleet: FleetPaths, *args: str) -> Result:
+    cache = fleet.root.parent / "cache"
+    env = {"COLUMNS": "320"}
+    return CliRunner().invoke(app, ["fleet", "update", "--cache-dir", str(cache), *args], env=env)
+
+
+def rows(result: Result) -> dict[str, dict[str, Any]]:
+    return {Path(row["repo"]).name: row for row in json.loads(result.stdout)}
+
+
+def message(repo: Path, rev: str = BRANCH) -> str:
+    return git(repo, "log", "-1", "--format=%B", rev)
+
+
+def test_update_reports_each_repository_and_never_touches_the_working_tree(
+    fleet: FleetPaths,
+) -> None:
+    names = ["current", "behind", "conflict", "rogue", "noanswers", "notgit"]
+    git_repos = ["current", "behind", "conflict", "rogue", "noanswers"]
+    before = {name: head(fleet[name]) for name in git_repos}
+    result = update(
+        fleet, *(str(fleet[n]) for n in names), "--test-command", HAS_SETTINGS, "--json"
+    )
+    assert result.exit_code == 1, result.output  # conflicts and failures
+    found = rows(result)
+    assert list(found) == names
+
+    assert found["current"] == {
+        "repo": str(fleet["current"]),
+        "result": "up-to-date",
+        "branch": None,
+        "conflicted_files": [],
+        "tests": "skipped",
+        "from_version": "2.0.0",
+        "to_version": "2.0.0",
+        "pushed": False,
+        "note": None,
+        "error": None,
+    }
+    assert git(fleet["current"], "branch", "--list", "template/*") == ""
+
+    behind = found["behind"]
+    assert (behind["result"], behind["branch"], behind["tests"]) == ("updated", BRANCH, "passed")
+    assert (behind["from_version"], behind["to_version"]) == ("1.1.0", "2.0.0")
+    assert behind["conflicted_files"] == [] and behind["error"] is None
+    text = message(fleet["behind"])
+    assert text.startswith("Update template from 1.1.0 to 2.0.0\n")
+    assert "## 2.0.0\n\n- TIMEOUT is 10 seconds; new settings.py." in text
+    assert "## 1.1.0" not in text  # already had it
+    assert "Tests: passed" in text
+    # The branch is one commit on top of main, with the update and the owner's edits in it.
+    assert git(fleet["behind"], "rev-parse", f"{BRANCH}~1") == before["behind"][1]
+    assert git(fleet["behind"], "show", f"{BRANCH}:settings.py") == "DEBUG = False"
+    assert git(fleet["behind"], "show", f"{BRANCH}:db.txt") == "database: sqlite\npool: 10"
+
+    conflict = found["conflict"]
+    assert (conflict["result"], conflict["branch"]) == ("conflicts", BRANCH)
+    assert conflict["conflicted_files"] == ["app.py"]
+    assert conflict["tests"] == "skipped"  # markers in the code: nothing to test yet
+    text = message(fleet["conflict"])
+    assert text.startswith("Update template from 1.0.0 to 2.0.0\n")
+    assert "## 2.0.0" in text and "## 1.1.0" in text
+    assert "CONFLICTS to resolve before merging" in text and "- app.py" in text
+    assert "<<<<<<< before updating" in git(fleet["conflict"], "show", f"{BRANCH}:app.py")
+
+    assert (found["rogue"]["result"], found["rogue"]["tests"]) == ("updated", "passed")
+    assert found["noanswers"]["result"] == "failed"
+    assert found["noanswers"]["error"] == NO_ANSWERS
+    assert (found["notgit"]["result"], found["notgit"]["error"]) == (
+        "failed",
+        "not a git repository",
+    )
+    assert result.stderr.splitlines() == [
+        f"error: {fleet['noanswers']}: {NO_ANSWERS}",
+        f"error: {fleet['notgit']}: not a git repository",
+    ]
+    # Checked-out branch, its commit and `git status` are exactly as before, everywhere.
+    assert {name: head(fleet[name]) for name in git_repos} == before
+    assert not (fleet["behind"] / "settings.py").exists()
+
+
+def test_table_names_results_tests_and_conflicts(fleet: FleetPaths) -> None:
+    result = update(fleet, str(fleet["behind"]), str(fleet["conflict"]), "--test-command", "true")
+    assert result.exit_code == 1
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert f"{fleet['behind']} updated 1.1.0 2.0.0 {BRANCH} passed" in text
+    assert f"{fleet['conflict']} conflicts 1.0.0 2.0.0 {BRANCH} skipped conflict: app.py" in text
+
+
+def test_second_run_is_up_to_date_and_changes_nothing(fleet: FleetPaths) -> None:
+    repos = [str(fleet["behind"]), str(fleet["current"]), str(fleet["conflict"])]
+    first = update(fleet, *repos, "--json")
+    assert rows(first)["behind"]["result"] == "updated"
+    branch_tip = git(fleet["behind"], "rev-parse", BRANCH)
+    conflict_tip = git(fleet["conflict"], "rev-parse", BRANCH)
+
+    second = update(fleet, *repos, "--json")
+    found = rows(second)
+    assert found["behind"]["result"] == "up-to-date"
+    assert found["behind"]["note"] == f"branch {BRANCH} already prepared"
+    assert found["current"]["result"] == "up-to-date"
+    # A conflicted branch still needs its owner: said again, not hidden, not redone.
+    assert found["conflict"]["result"] == "conflicts"
+    assert found["conflict"]["conflicted_files"] == ["app.py"]
+    assert git(fleet["behind"], "rev-parse", BRANCH) == branch_tip
+    assert git(fleet["conflict"], "rev-parse", BRANCH) == conflict_tip
+
+    clean = update(fleet, str(fleet["behind"]), str(fleet["current"]))
+    assert clean.exit_code == 0, clean.output
+
+
+def test_failed_tests_are_reported_and_exit_1(fleet: FleetPaths) -> None:
+    result = update(fleet, str(fleet["behind"]), "--test-command", "sh -c 'exit 3'", "--json")
+    assert result.exit_code == 1
+    behind = rows(result)["behind"]
+    assert (behind["result"], behind["tests"]) == ("updated", "failed")
+    assert "Tests: failed" in message(fleet["behind"])
+
+
+def test_policy_test_command_runs_with_test(fleet: FleetPaths, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path / "p.toml", fleet.template, test_command="sh -c 'exit 4'")
+    result = update(fleet, str(fleet["behind"]), "--policy", str(policy), "--test", "--json")
+    assert rows(result)["behind"]["tests"] == "failed"
+
+
+def test_push_sends_clean_branches_to_origin_and_keeps_conflicts_local(
+    fleet: FleetPaths, tmp_path: Path
+) -> None:
+    remotes = {}
+    for name in ("behind", "conflict"):
+        remotes[name] = tmp_path / f"{name}.git"
+        git(tmp_path, "init", "--quiet", "--bare", str(remotes[name]))
+        git(fleet[name], "remote", "add", "origin", str(remotes[name]))
+        git(fleet[name], "push", "--quiet", "origin", "main")
+    before = {name: head(fleet[name]) for name in remotes}
+    result = update(fleet, str(fleet["behind"]), str(fleet["conflict"]), "--push", "--json")
+    found = rows(result)
+    assert (found["behind"]["result"], found["behind"]["pushed"]) == ("updated", True)
+    assert git(remotes["behind"], "rev-parse", BRANCH) == git(fleet["behind"], "rev-parse", BRANCH)
+    assert git(remotes["behind"], "rev-parse", "main") == before["behind"][1]
+    assert (found["conflict"]["result"], found["conflict"]["pushed"]) == ("conflicts", False)
+    assert "not pushed" in found["conflict"]["note"]
+    assert git(remotes["conflict"], "branch", "--list", BRANCH) == ""
+    assert {name: head(fleet[name]) for name in remotes} == before
+    again = rows(update(fleet, str(fleet["behind"]), "--push", "--json"))["behind"]
+    assert (again["result"], again["pushed"]) == ("up-to-date", True)
+
+
+def test_url_repository_is_updated_in_a_clone_and_pushed(fleet: FleetPaths, tmp_path: Path) -> None:
+    bare = tmp_path / "behind.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(fleet["behind"]), str(bare))
+    url = bare.as_uri()
+    without_push = rows(update(fleet, url, "--json"))[bare.name]
+    assert without_push["result"] == "failed"
+    assert (
+        without_push["error"] == "a URL repository needs --push: the branch has nowhere else to go"
+    )
+    result = update(fleet, url, "--push", "--json")
+    assert result.exit_code == 0, result.output
+    assert rows(result)[bare.name]["result"] == "updated"
+    assert message(bare).startswith("Update template from 1.1.0 to 2.0.0")
+    assert rows(update(fleet, url, "--push", "--json"))[bare.name]["result"] == "up-to-date"
+
+
+def test_dirty_working_tree_is_refused_and_others_still_updated(fleet: FleetPaths) -> None:
+    (fleet["behind"] / "db.txt").write_text("uncommitted\n")
+    before = head(fleet["behind"])
+    result = update(fleet, str(fleet["behind"]), str(fleet["conflict"]), "--json")
+    found = rows(result)
+    assert found["behind"]["result"] == "failed"
+    assert found["behind"]["error"] == (
+        "working tree has uncommitted changes: commit or stash them (nothing was done)"
+    )
+    assert head(fleet["behind"]) == before
+    assert git(fleet["behind"], "branch", "--list", BRANCH) == ""
+    assert found["conflict"]["result"] == "conflicts"
+
+
+def test_unknown_version_fails_each_repository_by_name(fleet: FleetPaths) -> None:
+    result = update(fleet, str(fleet["behind"]), "--to", "9.9.9")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: {fleet['behind']}: unknown template version 9.9.9 "
+        "(the template has: 1.0.0, 1.1.0, 2.0.0, 2.1.0rc1)"
+    )
+    assert git(fleet["behind"], "branch", "--list", "template/*") == ""
+
+
+def test_a_target_outside_the_policy_range_is_refused(fleet: FleetPaths, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path / "p.toml", fleet.template, versions=">=1.0,<2")
+    result = update(fleet, str(fleet["behind"]), "--policy", str(policy), "--to", "2.0.0")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: {fleet['behind']}: version 2.0.0 is outside p.toml [template] versions <2,>=1.0"
+    )
+    # Without --to, the newest release in range: behind (1.1.0) is already there.
+    plain = rows(update(fleet, str(fleet["behind"]), "--policy", str(policy), "--json"))
+    assert (plain["behind"]["result"], plain["behind"]["to_version"]) == ("up-to-date", "1.1.0")
+    assert git(fleet["behind"], "branch", "--list", "template/*") == ""
+
+
+def test_to_and_branch_choose_the_target(fleet: FleetPaths) -> None:
+    result = update(
+        fleet, str(fleet["conflict"]), "--to", "1.1.0", "--branch", "chore/tpl-{version}", "--json"
+    )
+    found = rows(result)["conflict"]
+    assert (found["result"], found["branch"], found["to_version"]) == (
+        "updated",
+        "chore/tpl-1.1.0",
+        "1.1.0",
+    )
+    assert "See docs/" in git(fleet["conflict"], "show", "chore/tpl-1.1.0:README.md")
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: Path) -> None:
+    """A real SIGINT to the CLI while the first update runs its tests (a subprocess of it)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
+    before = {name: head(fleet[name]) for name in ("behind", "conflict")}
+    command = [
+        sys.executable,
+        "-m",
+        "async_service",
+        "fleet",
+        "update",
+        str(fleet["behind"]),
+        str(fleet["conflict"]),
+        "--jobs",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--test-command",
+        "sh -c 'kill -INT $PPID; sleep 1'",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert done.stderr.startswith("error: interrupted:")
+    for name in ("behind", "conflict"):
+        assert git(fleet[name], "branch", "--list", "template/*") == ""
+        assert head(fleet[name]) == before[name]
+    assert list(scratch.iterdir()) == []  # the clone was removed
