@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -467,6 +468,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("valgrind is not installed: apt-get install -y valgrind")
     elif shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (or your OS's package)")
+    server = urllib.parse.urlsplit(args.admin_dsn)
+    try:  # a real server: the baseline app needs one too, so the tests' embedded one won't do
+        socket.create_connection((server.hostname or "127.0.0.1", server.port or 5432), 5).close()
+    except OSError as error:
+        raise SystemExit(
+            f"no PostgreSQL server at {server.hostname}:{server.port or 5432} ({error}): the "
+            "benchmark needs a real one; start it or pass --admin-dsn (BENCH_ADMIN_DSN)"
+        ) from None
     # Both stop the run the same way (servers stopped, database dropped), even when a
     # non-interactive shell started us with SIGINT ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)

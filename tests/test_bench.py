@@ -1,6 +1,7 @@
 """The benchmark (bench/run.py) still runs end to end: a tiny run, so it cannot rot.
 
-It asserts what the run prints and that it cleans up, never a timing.
+It asserts what the run prints and that it cleans up, never a timing. It needs wrk, valgrind
+and a real PostgreSQL server (tests/needs.py: skipped without them, failed under CI).
 """
 
 import os
@@ -11,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import need_postgres, need_tools
+
 ROOT = Path(__file__).resolve().parents[1]
+ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+WHY_POSTGRES = "the benchmark's baseline app needs a real server; BENCH_ADMIN_DSN names another"
 
 
 def process_exists(pid: int) -> bool:
@@ -43,6 +48,8 @@ def run_bench(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
 
 @pytest.mark.slow
 def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
+    need_tools("wrk")
+    need_postgres(ADMIN_DSN, WHY_POSTGRES)
     result, output = run_bench(
         "--duration", "1", "--connections", "10", "--repeat", "1", "--warmup", "0", "--items", "200"
     )
@@ -84,6 +91,8 @@ def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
 
 @pytest.mark.slow
 def test_instruction_count_prints_a_figure_per_endpoint_and_app() -> None:
+    need_tools("valgrind")
+    need_postgres(ADMIN_DSN, WHY_POSTGRES)
     result, output = run_bench("--instructions", "5", "--items", "200")
     rows = {
         cells[0]: cells[1:]

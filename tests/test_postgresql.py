@@ -1,6 +1,7 @@
 """The `database=postgresql` option beyond what every variant's own suite checks: the local
 stack and CI provide a server, every database setting is documented, and the generated
-suite stops clearly without a server and leaves no database behind."""
+suite stops clearly without a server and leaves no database behind (the embedded server:
+tests/test_embedded_postgres.py)."""
 
 import re
 import secrets
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from tests.matrix import manifest, render
-from tests.toolchain import UV, run, sync
+from tests.needs import unavailable
+from tests.toolchain import TEST_DATABASE_URL, UV, run, sync
 
 COMBOS = manifest()["combos"]
 PACKAGE = "matrix_service"
@@ -115,6 +117,11 @@ def test_unreachable_server_stops_the_suite_with_one_message(
 
 @pytest.mark.slow
 def test_suite_drops_its_database(synced_service: tuple[Path, str]) -> None:
+    if TEST_DATABASE_URL is None:  # an embedded server is deleted with its databases
+        unavailable(
+            "needs a PostgreSQL server that outlives the run: TEST_DATABASE_URL, or one on "
+            "127.0.0.1:5432 (e.g. apt-get install -y postgresql)"
+        )
     root, package = synced_service
     code, output = pytest_output(root, "-q", "tests/test_health.py")
     assert code == 0, output

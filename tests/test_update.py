@@ -22,7 +22,7 @@ import copier
 import pytest
 import yaml
 
-from tests.toolchain import GIT_ENV, TEST_DATABASE_URL, run, verify
+from tests.toolchain import GIT_ENV, run, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 V010, V020, NEW = "0.1.0", "0.2.0", "0.3.0"
@@ -201,7 +201,8 @@ SLOW_CALLBACK_SECONDS = str(max(2.0, float(os.environ.get("SLOW_CALLBACK_SECONDS
 
 
 def service_env(database: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    env = {"TEST_DATABASE_URL": TEST_DATABASE_URL, "SLOW_CALLBACK_SECONDS": SLOW_CALLBACK_SECONDS}
+    # TEST_DATABASE_URL, when there is one, comes from toolchain.project_env.
+    env = {"SLOW_CALLBACK_SECONDS": SLOW_CALLBACK_SECONDS}
     if database == "mongodb":
         env["TEST_MONGODB_URL"] = request.getfixturevalue("mongodb_url")
     return env

@@ -5,10 +5,12 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # The uv of the template's own environment: a bare `uv` may be a pyenv shim that the rendered
 # project's .python-version redirects to an interpreter without uv.
@@ -34,10 +36,24 @@ def find_python(version: str) -> str:
     return version
 
 
-# The PostgreSQL server the generated suites of `database=postgresql` run against; each run
-# creates and drops its own database there.
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+def answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 2):
+            return True
+    except OSError:
+        return False
+
+
+# The PostgreSQL server the generated suites of `database=postgresql` run against (each run
+# creates and drops its own database there): TEST_DATABASE_URL, else the generated suites'
+# default server if it answers, else None: each rendered suite starts an embedded server of
+# its own. (TEST_DATABASE_DEFAULT_URL on a closed port mimics a machine without a server.)
+DEFAULT_DATABASE_URL = os.environ.get("TEST_DATABASE_DEFAULT_URL") or (
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or (
+    DEFAULT_DATABASE_URL if answers(DEFAULT_DATABASE_URL) else None
 )
 
 
@@ -51,8 +67,9 @@ def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         PYTHONDONTWRITEBYTECODE="1",
         # Two projects' suites share two cores here: judge the event loop generously.
         SLOW_CALLBACK_SECONDS=os.environ.get("SLOW_CALLBACK_SECONDS", "0.5"),
-        TEST_DATABASE_URL=TEST_DATABASE_URL,
     )
+    if TEST_DATABASE_URL:
+        env["TEST_DATABASE_URL"] = TEST_DATABASE_URL
     env.update(extra or {})
     return env
 
