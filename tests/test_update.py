@@ -22,7 +22,7 @@ import copier
 import pytest
 import yaml
 
-from tests.toolchain import GIT_ENV, run, verify
+from tests.toolchain import GIT_ENV, UV, run, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 V010, V020, NEW = "0.1.0", "0.2.0", "0.3.0"
@@ -226,7 +226,8 @@ PRICING = f"""\"\"\"Prices with VAT: the owner's own module, added after generat
 
 from fastapi import APIRouter
 
-from {PACKAGE}.settings import Settings
+from {PACKAGE}.deps import SettingsDep
+from {PACKAGE}.errors import NotFoundError
 
 router = APIRouter(prefix="/pricing", tags=["pricing"])
 
@@ -237,9 +238,16 @@ def with_vat(cents: int, rate_percent: int) -> int:
 
 
 @router.get("/vat/{{cents}}")
-async def vat(cents: int) -> dict[str, int]:
-    return {{"cents": cents, "with_vat": with_vat(cents, Settings().pricing_vat_percent)}}
+async def vat(cents: int, settings: SettingsDep) -> dict[str, int]:
+    if cents > 10**9:
+        raise NotFoundError("no such price")
+    return {{"cents": cents, "with_vat": with_vat(cents, settings.pricing_vat_percent)}}
 """
+# The same module after 0.3.0: its imports point at the modules' new places.
+PRICING_AFTER = PRICING.replace(
+    f"from {PACKAGE}.deps import SettingsDep\nfrom {PACKAGE}.errors import NotFoundError\n",
+    f"from {PACKAGE}.core.errors import NotFoundError\nfrom {PACKAGE}.settings import SettingsDep\n",
+)
 
 PRICING_TEST = f"""\"\"\"The owner's own tests: the module, its setting and its route.\"\"\"
 
@@ -374,14 +382,16 @@ def test_update_from_a_release_moves_into_the_new_layout_keeping_owner_edits(
     assert (dst / CHECK_UPDATE_WORKFLOW).exists()
     assert README_NEW in (dst / "README.md").read_text()
     # The owner's router and setting moved into the service's new app.py and settings.py.
-    assert "carried your edits over: app.py -> app.py, settings.py -> settings.py" in err
+    carried = "carried your edits over: app.py -> app.py, settings.py -> settings.py"
+    assert f"{carried}; pointed imports at the new modules in: src/{PACKAGE}/pricing.py" in err
     app = (code / "app.py").read_text()
     assert f"from {PACKAGE}.pricing import router as pricing_router" in app
     assert re.search(r"routers=\[.*pricing_router\]", app), app
     assert VAT_FIELD in (code / "settings.py").read_text()
     # The owner's own files survived as they were.
     assert (dst / "README.md").read_text().endswith(OWNER_README)
-    assert (code / "pricing.py").read_text() == PRICING
+    assert PRICING_AFTER != PRICING
+    assert (code / "pricing.py").read_text() == PRICING_AFTER
     assert (dst / "tests" / "test_pricing.py").read_text() == PRICING_TEST
     assert not (dst / "tests" / "test_migrations.py").exists()
     if sql:
@@ -502,10 +512,10 @@ def grow_new_layout(dst: Path) -> None:
     settings.write_text(
         settings.read_text().replace(anchor, anchor + "\n    orders_vat_percent: int = 20\n")
     )
-    pyproject = dst / "pyproject.toml"
-    marker = "    # with them.\n"
-    assert marker in pyproject.read_text()
-    pyproject.write_text(pyproject.read_text().replace(marker, marker + OWN_DEPENDENCY))
+    # As a team adds one: uv puts it below the template's marked lines (--frozen: no lock).
+    added = run(dst, UV, "add", "--frozen", OWN_DEPENDENCY.strip(' ",\n'))
+    assert added.returncode == 0, added.stderr
+    assert "    # with them.\n" + OWN_DEPENDENCY in (dst / "pyproject.toml").read_text()
     orm = code / "items" / "orm.py"
     assert ORM_ANCHOR in orm.read_text()
     text = orm.read_text().replace(ORM_ANCHOR, ORM_ANCHOR + "\n" + COLOUR_COLUMN)

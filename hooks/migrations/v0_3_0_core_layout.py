@@ -61,6 +61,25 @@ MOVES = {
 }
 # Same path, new role: the service's own composition and settings.
 OWNED = ("app.py", "settings.py")
+# Names that left their 0.2.x module for another one than the module's own new place
+# (module -> name -> new module); every other name follows its module (MOVES).
+NAMES = {
+    "deps": {
+        **dict.fromkeys(
+            ("SessionDep", "ReadSessionDep", "unit_of_work", "read_only_session"), "core.db.sql"
+        ),
+        **dict.fromkeys(("MongoDatabaseDep", "get_mongo_database"), "core.db.mongo"),
+        **dict.fromkeys(
+            ("HttpClientDep", "UpstreamDep", "get_http_client", "get_upstream"), "core.upstream"
+        ),
+        "SettingsDep": "settings",
+    },
+    "settings": dict.fromkeys(("load_settings", "SettingsError", "ENV_PREFIX"), "core.settings"),
+}
+# `from <package>.<module> import a, b as c`, on one line or in parentheses.
+FROM_IMPORT = re.compile(
+    r"^from (?P<package>\w+)\.(?P<module>[\w.]+) import (?P<names>\([^)]*\)|[^\n]+)$", re.MULTILINE
+)
 IMPORT = re.compile(r"^(from \S+ import .+|import \S+)$")
 INCLUDE_ROUTER = re.compile(r"^\s+app\.include_router\((\w+)\)\s*$")
 FIELD = re.compile(r"^    (\w+: .+|# .*)$")
@@ -232,6 +251,82 @@ def carry_settings(base: str, owned: str, new: str, package: str) -> str | None:
     return with_imports(new, imports, package) if imports else new
 
 
+def new_module(module: str, name: str) -> str:
+    """Where `name`, imported from the 0.2.x module `module`, lives from 0.3.0 on."""
+    if name in NAMES.get(module, {}):
+        return NAMES[module][name]
+    moved = MOVES.get(f"{module.replace('.', '/')}.py")
+    return moved.removesuffix(".py").replace("/", ".") if moved else module
+
+
+def import_line(package: str, module: str, names: list[str]) -> str:
+    """One import as ruff formats it: names ordered by type, wrapped past 100 columns."""
+    ordered = sorted(
+        set(names), key=lambda n: (0 if n.isupper() else 1 if n[:1].isupper() else 2, n)
+    )
+    line = f"from {package}.{module} import {', '.join(ordered)}"
+    if len(line) <= 100:
+        return line
+    return f"from {package}.{module} import (\n" + "".join(f"    {n},\n" for n in ordered) + ")"
+
+
+def rewrite_imports(text: str, package: str) -> str:
+    """`from <package>.<moved module> import ...` pointed at the modules' new places, the
+    package's own import block merged and sorted again as ruff's isort rules want it."""
+    found = list(FROM_IMPORT.finditer(text))
+    own = [m for m in found if m["package"] == package]
+    if not any(
+        new_module(m["module"], name) != m["module"]
+        for m in own
+        for name in import_names(m["names"])
+    ):
+        return text
+    # The package's imports form one block (isort); rebuild it where its first line was.
+    targets: dict[str, list[str]] = {}
+    for match in own:
+        for name in import_names(match["names"]):
+            target = new_module(match["module"], name.split(" as ")[0])
+            targets.setdefault(target, []).append(name)
+    block = "\n".join(import_line(package, t, names) for t, names in sorted(targets.items()))
+    first, last = own[0], own[-1]
+    between = text[first.start() : last.end()]
+    for match in own:
+        between = between.replace(match[0], "", 1)
+    if not between.strip():
+        return text[: first.start()] + block + text[last.end() :]
+    # Not one block (something else sits between them): each import rewritten in place.
+    note("imports of moved modules rewritten where they were: run `ruff check --fix`")
+
+    def in_place(match: re.Match[str]) -> str:
+        if match["package"] != package:
+            return match[0]
+        moved: dict[str, list[str]] = {}
+        for name in import_names(match["names"]):
+            moved.setdefault(new_module(match["module"], name.split(" as ")[0]), []).append(name)
+        return "\n".join(import_line(package, t, names) for t, names in sorted(moved.items()))
+
+    return FROM_IMPORT.sub(in_place, text)
+
+
+def import_names(names: str) -> list[str]:
+    return [n.strip() for n in names.strip("()").replace("\n", " ").split(",") if n.strip()]
+
+
+def rewrite_owner_imports(project: Path, package: str) -> list[str]:
+    """Point the owner's own modules and tests at the new places; the paths changed."""
+    changed = []
+    for root in (project / "src" / package, project / "tests"):
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else []:
+            if "core" in path.relative_to(project).parts:
+                continue
+            text = path.read_text()
+            rewritten = rewrite_imports(text, package)
+            if rewritten != text:
+                path.write_text(rewritten)
+                changed.append(str(path.relative_to(project)))
+    return changed
+
+
 def after(project: Path, data_dir: Path) -> str:
     manifest = data_dir / "kept.json"
     if not manifest.is_file():
@@ -261,7 +356,10 @@ def after(project: Path, data_dir: Path) -> str:
         shutil.copyfile(owner_file, new_path)
         (conflicts if count else done).append(f"{old} -> {new_path.relative_to(code)}")
     shutil.rmtree(data_dir)
+    rewritten = rewrite_owner_imports(project, kept["package"])
     message = f"carried your edits over: {', '.join(done) or 'none'}"
+    if rewritten:
+        message += f"; pointed imports at the new modules in: {', '.join(rewritten)}"
     if conflicts:
         message += f"; resolve the conflict markers in: {', '.join(conflicts)}"
     return message
