@@ -22,7 +22,7 @@ import copier
 import pytest
 import yaml
 
-from tests.toolchain import GIT_ENV, UV, run, verify
+from tests.toolchain import GIT_ENV, UV, find_python, run, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 V010, V020, NEW = "0.1.0", "0.2.0", "0.3.0"
@@ -513,7 +513,8 @@ def grow_new_layout(dst: Path) -> None:
         settings.read_text().replace(anchor, anchor + "\n    orders_vat_percent: int = 20\n")
     )
     # As a team adds one: uv puts it below the template's marked lines (--frozen: no lock).
-    added = run(dst, UV, "add", "--frozen", OWN_DEPENDENCY.strip(' ",\n'))
+    python = find_python(BASE_ANSWERS["python_version"])
+    added = run(dst, UV, "add", "--frozen", "--python", python, OWN_DEPENDENCY.strip(' ",\n'))
     assert added.returncode == 0, added.stderr
     assert "    # with them.\n" + OWN_DEPENDENCY in (dst / "pyproject.toml").read_text()
     orm = code / "items" / "orm.py"
