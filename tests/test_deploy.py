@@ -299,6 +299,27 @@ def seconds(duration: str) -> int:
     return int(match.group(1))
 
 
+def settings_default(field: str) -> float:
+    """A field's default in the generated service's core settings, read from the template."""
+    source = (TEMPLATE / "src/{{package_name}}/core/settings.py.jinja").read_text()
+    match = re.search(rf"^    {field}: float = Field\(default=([0-9.]+)\b", source, re.MULTILINE)
+    assert match, f"no default for {field} in core/settings.py.jinja"
+    return float(match.group(1))
+
+
+def test_shutdown_budget_is_the_settings_default() -> None:
+    # The supervisors' grace periods are computed from the budget; the service must
+    # actually stop within it when nobody sets SHUTDOWN_TIMEOUT_SECONDS.
+    assert settings_default("shutdown_timeout_seconds") == budget()["shutdown_budget_seconds"]
+
+
+def test_kubernetes_settings_set_the_shutdown_budget() -> None:
+    expected = str(budget()["shutdown_budget_seconds"])
+    for _, overlay, objects in manifests():
+        data = one(objects, "ConfigMap")["data"]
+        assert data[f"{ENV_PREFIX}SHUTDOWN_TIMEOUT_SECONDS"] == expected, overlay
+
+
 def test_compose_grace_period_covers_the_shutdown_budget() -> None:
     b = budget()
     for _, path in entries("compose"):
