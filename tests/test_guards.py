@@ -87,7 +87,7 @@ MISTAKES = [
         "for item_id in (source_id, target_id):",
         (
             *PYTEST,
-            "tests/test_items_concurrency.py::test_opposite_transfers_neither_deadlock_nor_lose_updates",
+            "tests/test_items_concurrency.py::test_opposite_transfers_do_not_deadlock",
         ),
         "deadlock detected",
         databases=("postgresql",),
