@@ -54,7 +54,17 @@ MISTAKES = [
         "    leaked = resources.get(SqlDatabase).sessionmaker()\n    await leaked.connection()\n"
         + READER,
         (*PYTEST, "tests/test_items_api.py::test_create_then_get"),
-        "[leak guard]",
+        "[session leak guard]",
+    ),
+    Mistake(
+        "connection-never-returned",
+        "core/db/engine.py",
+        "            await _check_in(self._pooled, error)",
+        # A driver read that keeps its pooled connection (here: referenced from a function).
+        "            _check_out.__dict__.setdefault('held', []).append(self._pooled)",
+        (*PYTEST, "tests/test_items_concurrency.py::test_summary_combines_its_reads"),
+        "[pool leak guard]",
+        databases=("postgresql",),
     ),
     Mistake(
         "unawaited-coroutine",
@@ -87,7 +97,7 @@ MISTAKES = [
         "for item_id in (source_id, target_id):",
         (
             *PYTEST,
-            "tests/test_items_concurrency.py::test_opposite_transfers_neither_deadlock_nor_lose_updates",
+            "tests/test_items_concurrency.py::test_opposite_transfers_do_not_deadlock",
         ),
         "deadlock detected",
         databases=("postgresql",),
@@ -115,11 +125,45 @@ CASES = [
 ]
 
 
+class Controls:
+    """The same commands on an unmodified copy of each base project, each run once per
+    module: a guard that fails there too proves nothing about the mistake."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._projects: dict[str, Path] = {}
+        self._results: dict[tuple[str, tuple[str, ...]], tuple[int, str]] = {}
+
+    def run(self, database: str, source: Path, command: tuple[str, ...]) -> tuple[int, str]:
+        key = (database, command)
+        if key not in self._results:
+            if database not in self._projects:
+                project = self._root / database
+                shutil.copytree(source, project)
+                sync(project, "3.12")
+                self._projects[database] = project
+            result = run(self._projects[database], *command)
+            self._results[key] = (result.returncode, result.stdout + result.stderr)
+        return self._results[key]
+
+
+@pytest.fixture(scope="module")
+def controls(tmp_path_factory: pytest.TempPathFactory) -> Controls:
+    return Controls(tmp_path_factory.mktemp("controls"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("mistake", "database"), CASES)
-def test_guard_catches_injected_mistake(mistake: Mistake, database: str, tmp_path: Path) -> None:
+def test_guard_catches_injected_mistake(
+    mistake: Mistake, database: str, tmp_path: Path, controls: Controls
+) -> None:
     source = base_project(database)
     assert source is not None, f"no rendered {database} combination to inject {mistake.name} into"
+    code, output = controls.run(database, source, mistake.command)
+    assert code == 0, f"the unmodified project fails {mistake.command} already:\n{output[-4000:]}"
+    assert mistake.reason not in output, (
+        f"{mistake.reason!r} without the mistake:\n{output[-4000:]}"
+    )
     project = tmp_path / "service"
     shutil.copytree(source, project)
     target = project / "src" / PACKAGE / mistake.path

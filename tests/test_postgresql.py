@@ -115,33 +115,57 @@ def test_unreachable_server_stops_the_suite_with_one_message(
     assert "Interrupted" in output, output
 
 
+PROBE = """\
+import os
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+async def test_records_its_database(test_database_url: URL, migrated_engine: AsyncEngine) -> None:
+    async with migrated_engine.connect() as connection:
+        name = (await connection.execute(text("SELECT current_database()"))).scalar_one()
+    assert name == test_database_url.database
+    Path(os.environ["PROBE_OUT"]).write_text(name)
+"""
+
+LIST_DATABASES = (
+    "import asyncio, os, sys, asyncpg\n"
+    "async def main():\n"
+    "    url = os.environ['TEST_DATABASE_URL'].replace('+asyncpg', '')\n"
+    "    connection = await asyncpg.connect(url)\n"
+    "    rows = await connection.fetch(\n"
+    "        'SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2',\n"
+    "        sys.argv[1], sys.argv[2] + '%')\n"
+    "    await connection.close()\n"
+    "    print([row[0] for row in rows])\n"
+    "asyncio.run(main())\n"
+)
+
+
 @pytest.mark.slow
-def test_suite_drops_its_database(synced_service: tuple[Path, str]) -> None:
+def test_suite_drops_its_database(synced_service: tuple[Path, str], tmp_path: Path) -> None:
     if TEST_DATABASE_URL is None:  # an embedded server is deleted with its databases
         unavailable(
             "needs a PostgreSQL server that outlives the run: TEST_DATABASE_URL, or one on "
             "127.0.0.1:5432 (e.g. apt-get install -y postgresql)"
         )
     root, package = synced_service
-    code, output = pytest_output(root, "-q", "tests/test_health.py")
+    # A probe module run with the suite records the database the run really used (it
+    # exists, it is the fixture's); not named test_*.py, so only this run collects it.
+    probe = root / "tests" / "probe_database.py"
+    probe.write_text(PROBE)
+    recorded = tmp_path / "database-name"
+    code, output = pytest_output(
+        root, "-q", "tests/test_health.py", str(probe), PROBE_OUT=str(recorded)
+    )
     assert code == 0, output
+    name = recorded.read_text()
+    assert name.startswith(f"test_{package}_"), name
     leftovers = run(
-        root,
-        UV,
-        "run",
-        "--no-sync",
-        "python",
-        "-c",
-        "import asyncio, os, sys, asyncpg\n"
-        "async def main():\n"
-        "    url = os.environ['TEST_DATABASE_URL'].replace('+asyncpg', '')\n"
-        "    connection = await asyncpg.connect(url)\n"
-        "    rows = await connection.fetch(\n"
-        "        'SELECT datname FROM pg_database WHERE datname LIKE $1', sys.argv[1] + '%')\n"
-        "    await connection.close()\n"
-        "    print([row[0] for row in rows])\n"
-        "asyncio.run(main())\n",
-        f"test_{package}_",
+        root, UV, "run", "--no-sync", "python", "-c", LIST_DATABASES, name, f"test_{package}_"
     )
     assert leftovers.returncode == 0, leftovers.stderr
     assert leftovers.stdout.strip() == "[]", leftovers.stdout
