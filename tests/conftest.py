@@ -25,3 +25,9 @@ def mongodb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with secantus_server(tmp_path_factory.mktemp("secantus")) as url:
         yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests (a rendered project's toolchain, 10 s to 2 min each) first: the two
+    xdist workers then end together instead of one waiting on a long test collected late."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
