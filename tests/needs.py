@@ -8,11 +8,12 @@ one fails the test instead: CI never skips silently.
 
 import os
 import shutil
-import socket
 from typing import NoReturn
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.toolchain import answers
 
 APT_TOOLS = "apt-get install -y wrk valgrind"
 
@@ -31,18 +32,8 @@ def need_tools(*tools: str) -> None:
         unavailable(f"needs {' and '.join(missing)} (OS packages): {APT_TOOLS}")
 
 
-def server_answers(url: str) -> bool:
-    """Whether anything accepts a TCP connection on the URL's host and port."""
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 2):
-            return True
-    except OSError:
-        return False
-
-
 def need_postgres(url: str, why: str) -> None:
-    if not server_answers(url):
+    if not answers(url):
         unavailable(
             f"needs a PostgreSQL server at {urlsplit(url).netloc.rsplit('@', 1)[-1]} ({why}): "
             "start one, e.g. apt-get install -y postgresql"

@@ -13,20 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.needs import need_postgres, need_tools
+from tests.toolchain import process_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 WHY_POSTGRES = "the benchmark's baseline app needs a real server; BENCH_ADMIN_DSN names another"
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purpose: it no longer serves or holds connections.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
 
 
 def run_bench(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
@@ -86,7 +77,7 @@ def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
 
     pids = [int(pid) for pid in re.findall(r"(?:service|baseline) pid (\d+)", result.stderr)]
     assert len(pids) == 2, result.stderr
-    assert not [pid for pid in pids if process_exists(pid)], "a server outlived the benchmark"
+    assert not [pid for pid in pids if process_alive(pid)], "a server outlived the benchmark"
 
 
 @pytest.mark.slow

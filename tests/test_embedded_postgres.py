@@ -6,7 +6,6 @@ A probe test written into the rendered service records the server's data directo
 postmaster pid while the suite runs; the checks below look for them after the run.
 """
 
-import os
 import re
 import secrets
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.matrix import render
-from tests.toolchain import UV, project_env, run, sync
+from tests.toolchain import UV, process_alive, project_env, run, sync
 
 PROBE = """
 import asyncio
@@ -69,16 +68,6 @@ def no_server(tmp_path: Path) -> Iterator[dict[str, str]]:
 def recorded_server(env: dict[str, str]) -> tuple[Path, int]:
     data, pid = Path(env["PROBE_RECORD"]).read_text().split()
     return Path(data), int(pid)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (nobody reaped it) is gone for our purpose: it serves and holds nothing.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "State:\tZ" in status.read_text())
 
 
 def assert_removed(data: Path, pid: int) -> None:

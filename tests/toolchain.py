@@ -41,7 +41,18 @@ def find_python(version: str) -> str:
     return version
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (nobody reaped it) is gone for our purpose: it serves and holds nothing.
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
 def answers(url: str) -> bool:
+    """Whether anything accepts a TCP connection on the URL's host and port."""
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 2):
