@@ -7,6 +7,7 @@ set of renders; the cache key is a hash of the template tree, so any edit re-ren
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import hashlib
 import itertools
@@ -20,6 +21,8 @@ from typing import Any
 
 import copier
 import copier._main as copier_main
+import copier._subproject as copier_subproject
+import copier._template as copier_template
 import jinja2
 import yaml
 
@@ -117,7 +120,11 @@ def renderer_process() -> None:
     """Make this process's renders cheaper without changing what they produce."""
     # With git on PATH Copier asks it about every rendered file's index entry (for
     # destinations inside a repository, which these never are): a process per file.
+    # The same for the template (a snapshot: plain files, never a repository or a bundle)
+    # and the destination (a temporary directory): three git processes per render.
     copier_main.is_git_available = lambda: False  # type: ignore[attr-defined]
+    copier_template.is_git_available = lambda: False  # type: ignore[attr-defined]
+    copier_subproject.is_in_git_repo = lambda path: False  # type: ignore[attr-defined]
     # Copier builds a new Jinja environment per render and compiles every file, name and
     # path part again: two thirds of a render. Every render here compiles the same sources
     # with the same environment settings, so one compiled code object serves them all.
@@ -140,6 +147,65 @@ def renderer_process() -> None:
         return compiled[key]
 
     jinja2.Environment.compile = compile_once  # type: ignore[method-assign,assignment]
+    _render_context_once()
+    _config_parsed_once()
+
+
+def _render_context_once() -> None:
+    """Copier rebuilds the whole Jinja context (every answer, merged and filtered) for each
+    part of each path it renders, and the answers file's path with it: about a third of a
+    render. While the files are written the answers no longer change, so one context per
+    render serves every file."""
+    worker = copier_main.Worker
+    render_template = worker._render_template
+    render_context = worker._render_context
+    answers_relpath = worker.answers_relpath.fget  # type: ignore[attr-defined]
+
+    def render_template_with_one_context(self: Any) -> None:
+        self.__dict__["_matrix_context"] = {}
+        try:
+            render_template(self)
+        finally:
+            del self.__dict__["_matrix_context"]
+
+    def cached_context(self: Any) -> Any:
+        cache = self.__dict__.get("_matrix_context")
+        if cache is None or cache.get("computing"):
+            return render_context(self)
+        if "context" not in cache:
+            cache["context"] = render_context(self)
+        return cache["context"]
+
+    def cached_answers_relpath(self: Any) -> Any:
+        cache = self.__dict__.get("_matrix_context")
+        if cache is None:
+            return answers_relpath(self)
+        if "answers_relpath" not in cache:
+            # Copier blanks a key of the context it renders this with: a private one.
+            cache["computing"] = True
+            try:
+                cache["answers_relpath"] = answers_relpath(self)
+            finally:
+                del cache["computing"]
+        return cache["answers_relpath"]
+
+    worker._render_template = render_template_with_one_context
+    worker._render_context = cached_context
+    worker.answers_relpath = property(cached_answers_relpath)
+
+
+def _config_parsed_once() -> None:
+    """copier.yml is parsed again (PyYAML, pure Python) for every render."""
+    load = copier_template.load_template_config
+    parsed: dict[tuple[str, bytes, bool], Any] = {}
+
+    def load_once(conf_path: Path, quiet: bool = False) -> Any:
+        key = (str(conf_path), Path(conf_path).read_bytes(), quiet)
+        if key not in parsed:
+            parsed[key] = load(conf_path, quiet)
+        return copy.deepcopy(parsed[key])
+
+    copier_template.load_template_config = load_once
 
 
 def _render_one(args: tuple[str, str, dict[str, Any]]) -> tuple[str, str]:
