@@ -6,23 +6,31 @@ and a real PostgreSQL server (tests/needs.py: skipped without them, failed under
 
 import os
 import re
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.matrix import render
 from tests.needs import need_postgres, need_tools
-from tests.toolchain import process_alive
+from tests.toolchain import process_alive, sync
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 WHY_POSTGRES = "the benchmark's baseline app needs a real server; BENCH_ADMIN_DSN names another"
 
 
+def bench_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST_"))}
+    return env | extra
+
+
 def run_bench(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
     """Run bench/run.py with `args`; assert it succeeded, return it and its output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST_"))}
+    env = bench_env()
     result = subprocess.run(
         [sys.executable, "bench/run.py", *args],
         cwd=ROOT,
@@ -81,10 +89,11 @@ def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
 
 
 @pytest.mark.slow
-def test_instruction_count_prints_a_figure_per_endpoint_and_app() -> None:
+def test_instruction_count_prints_a_figure_per_endpoint_and_app(bench_project: Path) -> None:
     need_tools("valgrind")
-    need_postgres(ADMIN_DSN, WHY_POSTGRES)
-    result, output = run_bench("--instructions", "5", "--items", "200")
+    result, output = run_bench(
+        "--instructions", "5", "--items", "200", "--project", str(bench_project)
+    )
     rows = {
         cells[0]: cells[1:]
         for line in result.stdout.splitlines()
@@ -97,3 +106,89 @@ def test_instruction_count_prints_a_figure_per_endpoint_and_app() -> None:
         # a smaller figure means the counting window missed the requests.
         assert int(service.replace(",", "")) > 10_000, (endpoint, output)
         assert int(baseline.replace(",", "")) > 10_000, (endpoint, output)
+
+
+@pytest.fixture(scope="module")
+def bench_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The service the benchmark renders (bench/run.py's answers), rendered and synced once
+    for the tests that pass it with --project."""
+    need_postgres(ADMIN_DSN, WHY_POSTGRES)
+    project = tmp_path_factory.mktemp("bench") / "bench-service"
+    answers = {"database": "postgresql", "example_resource": True, "ci": "none", "docker": False}
+    render(project, {"project_name": "Bench Service", "python_version": "3.12", **answers})
+    sync(project, "3.12")
+    yield project
+
+
+def database_exists(project: Path, name: str) -> bool:
+    query = (
+        "import asyncio, asyncpg, sys\n"
+        "async def main():\n"
+        "    connection = await asyncpg.connect(sys.argv[1])\n"
+        "    found = await connection.fetchval('SELECT 1 FROM pg_database WHERE datname = $1', sys.argv[2])\n"
+        "    await connection.close()\n"
+        "    print(bool(found))\n"
+        "asyncio.run(main())\n"
+    )
+    python = str(project / ".venv" / "bin" / "python")
+    result = subprocess.run(
+        [python, "-c", query, ADMIN_DSN, name], capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip() == "True"
+
+
+def start_bench(project: Path, **env: str) -> subprocess.Popen[str]:
+    """A benchmark far longer than any test: only a signal or a failure ends it."""
+    args = ["--project", str(project), "--duration", "600", "--connections", "10"]
+    args += ["--repeat", "1", "--warmup", "0", "--items", "200", "--endpoints", "get"]
+    return subprocess.Popen(
+        [sys.executable, "bench/run.py", *args],
+        cwd=ROOT,
+        env=bench_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_benchmark_stops_both_servers_and_drops_its_database(
+    bench_project: Path, signum: signal.Signals
+) -> None:
+    need_tools("wrk")
+    bench = start_bench(bench_project)
+    database = f"copier_bench_{bench.pid}"
+    assert bench.stderr is not None
+    seen: list[str] = []
+    pids: list[int] = []
+    for line in bench.stderr:  # until both servers answer: wrk is loading them now
+        seen.append(line)
+        pids += [int(pid) for pid in re.findall(r"(?:service|baseline) pid (\d+)", line)]
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2, "".join(seen)
+    assert database_exists(bench_project, database), "the run never created its database"
+
+    bench.send_signal(signum)
+    _, rest = bench.communicate(timeout=120)
+
+    output = "".join(seen) + rest
+    assert bench.returncode == 130, output
+    assert "interrupted: stopping the servers" in rest, output
+    assert not [pid for pid in pids if process_alive(pid)], "a server outlived the benchmark"
+    assert not database_exists(bench_project, database), "the benchmark left its database"
+
+
+@pytest.mark.slow
+def test_failing_benchmark_drops_its_database(bench_project: Path) -> None:
+    need_tools("wrk")
+    # A setting the service rejects: its migration step fails after the database exists.
+    bench = start_bench(bench_project, BENCH_SERVICE_DATABASE_POOL_SIZE="0")
+    database = f"copier_bench_{bench.pid}"
+    output, errors = bench.communicate(timeout=300)
+
+    assert bench.returncode == 1, output + errors
+    assert "command failed" in errors and "database_pool_size" in errors.lower(), errors
+    assert "migrating and seeding" in errors, "the failure came before the database existed"
+    assert not database_exists(bench_project, database), "the benchmark left its database"
