@@ -21,53 +21,25 @@ base is rendered by running Copier's own CLI with that same interpreter.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _migration import Migration, git, merge_file
+
 OLD = "tests/test_migrations.py"
 NEW = "tests/test_schema.py"
-ANSWERS = ".copier-answers.yml"
-
-
-def note(message: str) -> None:
-    print(f"migration 0.2.0: {message}", file=sys.stderr)
-
-
-def git(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, check=False)
+MIGRATION = Migration("0.2.0")
 
 
 def render_base(project: Path, src: str, version_from: str) -> str | None:
     """OLD as the service's current template version rendered it (None if that fails)."""
     with tempfile.TemporaryDirectory(prefix="copier-migration-0.2.0-") as tmp:
-        # Copier takes the answers file found in the destination as the answers.
-        shutil.copy2(project / ANSWERS, Path(tmp) / ANSWERS)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "copier",
-                "copy",
-                "--defaults",
-                "--overwrite",
-                "--skip-tasks",
-                "--quiet",
-                "--trust",
-                "--vcs-ref",
-                version_from,
-                src,
-                tmp,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
         base = Path(tmp) / OLD
-        if result.returncode != 0 or not base.is_file():
-            lines = result.stderr.strip().splitlines() or ["no file rendered"]
-            note(f"could not render template {version_from} ({lines[-1]})")
+        if not MIGRATION.render(project, src, version_from, Path(tmp)):
+            return None
+        if not base.is_file():
+            MIGRATION.note(f"could not render template {version_from} (no {OLD} rendered)")
             return None
         return base.read_text()
 
@@ -104,52 +76,17 @@ def after(project: Path, data_dir: Path) -> str:
     if not new.is_file():
         shutil.rmtree(data_dir)
         return f"{NEW} is not rendered any more (no SQL database); git history keeps {OLD}"
-    # Into the owner's version, with Copier's own conflict labels and order.
     ours = data_dir / "owner.py"
-    merged = subprocess.run(
-        [
-            "git",
-            "merge-file",
-            "-L",
-            "before updating",
-            "-L",
-            "last update",
-            "-L",
-            "after updating",
-            "--",
-            str(ours),
-            str(data_dir / "base.py"),
-            str(new),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if merged.returncode < 0 or merged.returncode > 127:
-        return f"git merge-file failed ({merged.stderr.strip()}); your edits are in {data_dir}"
+    try:
+        conflicts = merge_file(ours, data_dir / "base.py", new)
+    except RuntimeError as error:
+        return f"{error}; your edits are in {data_dir}"
     shutil.copyfile(ours, new)
     shutil.rmtree(data_dir)
-    if merged.returncode:
-        return (
-            f"merged your edits of {OLD} into {NEW} with {merged.returncode} conflict(s) to resolve"
-        )
+    if conflicts:
+        return f"merged your edits of {OLD} into {NEW} with {conflicts} conflict(s) to resolve"
     return f"merged your edits of {OLD} into {NEW}"
 
 
-def main(argv: list[str]) -> int:
-    project = Path.cwd()
-    # Inside the repository's git dir (also right for worktrees and subdirectory projects).
-    found = git(project, "rev-parse", "--git-path", "copier-migration-0.2.0")
-    if found.returncode != 0:
-        note(f"not a git repository ({found.stderr.strip()}); nothing done")
-        return 0
-    data_dir = (project / found.stdout.strip()).resolve()
-    if argv[0] == "before":
-        note(before(project, data_dir, src=argv[1], version_from=argv[2]))
-    else:
-        note(after(project, data_dir))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(MIGRATION.main(sys.argv[1:], before, after))

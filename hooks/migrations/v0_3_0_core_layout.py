@@ -25,12 +25,13 @@ import difflib
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ANSWERS = ".copier-answers.yml"
+from _migration import ANSWERS, Migration, git, merge_file
+
+MIGRATION = Migration("0.3.0")
 # Paths relative to src/<package>/: where each module of 0.2.x went.
 MOVES = {
     **{
@@ -85,36 +86,12 @@ INCLUDE_ROUTER = re.compile(r"^\s+app\.include_router\((\w+)\)\s*$")
 FIELD = re.compile(r"^    (\w+: .+|# .*)$")
 
 
-def note(message: str) -> None:
-    print(f"migration 0.3.0: {message}", file=sys.stderr)
-
-
-def git(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=project, capture_output=True, text=True, check=False)
-
-
 def package_of(project: Path) -> str:
     for line in (project / ANSWERS).read_text().splitlines():
         if line.startswith("package_name:"):
             return line.split(":", 1)[1].strip().strip("'\"")
     msg = f"no package_name in {ANSWERS}"
     raise SystemExit(msg)
-
-
-def render(project: Path, src: str, version: str, into: Path) -> bool:
-    """The service's answers rendered at `version`; False (with a note) if that fails."""
-    shutil.copy2(project / ANSWERS, into / ANSWERS)
-    result = subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--defaults", "--overwrite", "--skip-tasks"]
-        + ["--quiet", "--trust", "--vcs-ref", version, src, str(into)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or ["no output"]
-        note(f"could not render template {version} ({lines[-1]})")
-    return result.returncode == 0
 
 
 def before(project: Path, data_dir: Path, src: str, version_from: str) -> str:
@@ -124,7 +101,7 @@ def before(project: Path, data_dir: Path, src: str, version_from: str) -> str:
     with tempfile.TemporaryDirectory(prefix="copier-migration-0.3.0-") as tmp:
         base_root = Path(tmp) / "base"
         base_root.mkdir()
-        rendered = render(project, src, version_from, base_root)
+        rendered = MIGRATION.render(project, src, version_from, base_root)
         base_code = base_root / "src" / package
         kept: dict[str, str] = {}  # old path -> "edited" (set aside) or "removed"
         for old in [*MOVES, *OWNED]:
@@ -157,21 +134,6 @@ def before(project: Path, data_dir: Path, src: str, version_from: str) -> str:
     if not edited:
         return "no edits of the moved files to carry over"
     return f"set aside your edits of {', '.join(edited)} to carry them over"
-
-
-def merge_file(ours: Path, base: Path, theirs: Path) -> int:
-    """Merge base -> ours into theirs, in place in `ours`; the number of conflicts."""
-    merged = subprocess.run(
-        ["git", "merge-file", "-L", "before updating", "-L", "last update"]
-        + ["-L", "after updating", "--", str(ours), str(base), str(theirs)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if merged.returncode < 0 or merged.returncode > 127:
-        msg = f"git merge-file failed: {merged.stderr.strip()}"
-        raise RuntimeError(msg)
-    return merged.returncode
 
 
 def added_lines(base: str, owned: str) -> list[str] | None:
@@ -295,7 +257,7 @@ def rewrite_imports(text: str, package: str) -> str:
     if not between.strip():
         return text[: first.start()] + block + text[last.end() :]
     # Not one block (something else sits between them): each import rewritten in place.
-    note("imports of moved modules rewritten where they were: run `ruff check --fix`")
+    MIGRATION.note("imports of moved modules rewritten where they were: run `ruff check --fix`")
 
     def in_place(match: re.Match[str]) -> str:
         if match["package"] != package:
@@ -343,7 +305,9 @@ def after(project: Path, data_dir: Path) -> str:
         owner_file = data_dir / f"{old}.owner"
         new_path = code / (old if old in OWNED else MOVES[old])
         if not new_path.is_file():
-            note(f"{new_path.relative_to(project)} is not rendered any more; git keeps {old}")
+            MIGRATION.note(
+                f"{new_path.relative_to(project)} is not rendered any more; git keeps {old}"
+            )
             continue
         carry = {"app.py": carry_app, "settings.py": carry_settings}.get(old)
         base, owned = base_file.read_text(), owner_file.read_text()
@@ -365,19 +329,5 @@ def after(project: Path, data_dir: Path) -> str:
     return message
 
 
-def main(argv: list[str]) -> int:
-    project = Path.cwd()
-    found = git(project, "rev-parse", "--git-path", "copier-migration-0.3.0")
-    if found.returncode != 0:
-        note(f"not a git repository ({found.stderr.strip()}); nothing done")
-        return 0
-    data_dir = (project / found.stdout.strip()).resolve()
-    if argv[0] == "before":
-        note(before(project, data_dir, src=argv[1], version_from=argv[2]))
-    else:
-        note(after(project, data_dir))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(MIGRATION.main(sys.argv[1:], before, after))
