@@ -37,11 +37,10 @@ def test_defaults(copie: Copie) -> None:
     assert given["observability"] == "prometheus"
     # computed flags are never stored as answers
     computed = {"use_sql", "use_mongo", "use_db", "use_items", "use_http"}
-    assert not {*computed, "use_metrics", "use_tracing"} & given.keys()
+    assert not {*computed, "use_metrics"} & given.keys()
     assert (result.project_dir / "src/order_service/items/router.py").is_file()
     assert (result.project_dir / "src/order_service/core/http.py").is_file()
     assert (result.project_dir / "src/order_service/core/metrics.py").is_file()
-    assert not (result.project_dir / "src/order_service/core/tracing.py").exists()
 
 
 def test_project_name_defaults_to_the_destination_folder(tmp_path: Path) -> None:
