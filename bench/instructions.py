@@ -63,8 +63,9 @@ async def main(app_name: str, endpoint: str, n: int, signal: str) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 
-    # manager.app adds the lifespan state to each scope, as uvicorn does.
-    async with LifespanManager(create_app()) as manager:
+    # manager.app adds the lifespan state to each scope, as uvicorn does. Under valgrind on
+    # a busy machine startup takes far longer than asgi-lifespan's default 5 s.
+    async with LifespanManager(create_app(), startup_timeout=120, shutdown_timeout=120) as manager:
         for i in range(WARMUP + n):
             if i == WARMUP:
                 Path(signal + ".ready").touch()
