@@ -89,7 +89,7 @@ def check_call(
     return result.stdout
 
 
-def render(dest: Path) -> None:
+def render(dest: Path, observability: str = "none") -> None:
     from copier import run_copy  # the template's dev env has Copier
 
     with warnings.catch_warnings():
@@ -103,6 +103,7 @@ def render(dest: Path) -> None:
                 "example_resource": True,
                 "ci": "none",
                 "docker": False,
+                "observability": observability,
             },
             vcs_ref="HEAD",
             defaults=True,
@@ -422,6 +423,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--project", type=Path, help="use this rendered project instead of rendering"
     )
     parser.add_argument(
+        "--observability",
+        choices=("none", "prometheus"),
+        default="none",
+        help="the service's observability answer (default none: the bare service); run "
+        "once per choice and compare the service's figures",
+    )
+    parser.add_argument(
         "--instructions",
         type=int,
         metavar="N",
@@ -487,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         project = args.project
         if project is None:
             project = workdir / "bench-service"
-            log(f"rendering database=postgresql into {project}")
-            render(project)
+            log(f"rendering database=postgresql observability={args.observability} into {project}")
+            render(project, args.observability)
             log("uv sync")
             check_call([UV, "sync", "--python", find_python(args.python)], cwd=project)
         python = str(project / ".venv" / "bin" / "python")

@@ -46,12 +46,13 @@ DEPLOY_GLOBS = (
     "docs/*",
     "_parts/shutdown_budget.jinja",
     "_parts/deploy/*",
+    "_parts/compose/*",
 )
 # What those templates may read: the answers varied here, the computed flags derived from
 # them, and names that change text but not structure.
-VARIED = ("database", "example_resource", "ci", "docker", "python_version")
+VARIED = ("database", "example_resource", "ci", "docker", "python_version", "observability")
 DEPLOY_VARIABLES = frozenset(
-    {*VARIED, "use_sql", "use_mongo", "use_db", "use_items"}
+    {*VARIED, "use_sql", "use_mongo", "use_db", "use_items", "use_metrics"}
     | {"package_name", "project_slug", "project_name"}
 )
 # Files of a render, by kind.
@@ -90,14 +91,21 @@ def combinations() -> list[dict[str, Any]]:
     """Every combination of the answers the deploy files read (CI 'none' has no CI file,
     and its Dockerfile, compose and manifests are those of the other CI choices)."""
     combos = []
-    for database, ci, docker, python in itertools.product(
+    for database, ci, docker, python, observability in itertools.product(
         choices("database"),
         [c for c in choices("ci") if c != "none"],
         [True, False],
         choices("python_version"),
+        choices("observability"),
     ):
         for items in [True, False] if database != "none" else [None]:
-            combo = {"database": database, "ci": ci, "docker": docker, "python_version": python}
+            combo = {
+                "database": database,
+                "ci": ci,
+                "docker": docker,
+                "python_version": python,
+                "observability": observability,
+            }
             if items is not None:
                 combo["example_resource"] = items
             combos.append(combo)

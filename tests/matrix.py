@@ -258,7 +258,7 @@ def variants(data: dict[str, Any]) -> dict[str, list[str]]:
 
 # The answers that change a rendered project's code; ci and docker change only CI, Docker
 # and README files, which the render tests check for every combination.
-CODE_AXES = ("python_version", "database", "example_resource", "http_client")
+CODE_AXES = ("python_version", "database", "example_resource", "http_client", "observability")
 
 
 def _pairs(combo: dict[str, Any]) -> set[tuple[tuple[str, Any], tuple[str, Any]]]:

@@ -146,7 +146,8 @@ def test_deploy_templates_have_at_most_five_conditionals() -> None:
 def test_every_combination_is_rendered() -> None:
     databases = choices("database")
     pythons = len(choices("python_version"))
-    expected = sum(2 if d != "none" else 1 for d in databases) * 2 * 2 * pythons
+    observability = len(choices("observability"))
+    expected = sum(2 if d != "none" else 1 for d in databases) * 2 * 2 * pythons * observability
     assert len(rendered()) == expected
     for entry in rendered().values():
         has_docker = (Path(entry["dir"]) / "Dockerfile").exists()
@@ -230,8 +231,22 @@ def test_uv_is_pinned_to_one_release_everywhere() -> None:
 
 def test_every_compose_file_passes_the_compose_schema() -> None:
     groups = distinct(files("compose"))
-    assert len(groups) == len(choices("database"))
+    # One compose file per database and observability choice (its profile's services).
+    assert len(groups) == len(choices("database")) * len(choices("observability"))
     check_jsonschema("vendor.compose-spec", [g[0] for g in groups.values()])
+
+
+def test_compose_observability_profile_runs_prometheus_and_grafana() -> None:
+    """Only with metrics; never started by a plain `docker compose up`."""
+    for answers, path in entries("compose"):
+        services = load(path)["services"]
+        profiled = {
+            name for name, s in services.items() if "observability" in s.get("profiles", [])
+        }
+        expected = {"prometheus", "grafana"} if answers["observability"] != "none" else set()
+        assert profiled == expected, path
+        mounts = [v for name in profiled for v in services[name].get("volumes", [])]
+        assert all(m.startswith("./observability/") for m in mounts), mounts
 
 
 def test_compose_builds_one_image_and_every_app_service_runs_it() -> None:

@@ -34,10 +34,13 @@ def test_defaults(copie: Copie) -> None:
     assert given["example_resource"] is True
     assert given["ci"] == "github"
     assert given["docker"] is True
+    assert given["observability"] == "prometheus"
     # computed flags are never stored as answers
-    assert not {"use_sql", "use_mongo", "use_db", "use_items", "use_http"} & given.keys()
+    computed = {"use_sql", "use_mongo", "use_db", "use_items", "use_http"}
+    assert not {*computed, "use_metrics"} & given.keys()
     assert (result.project_dir / "src/order_service/items/router.py").is_file()
     assert (result.project_dir / "src/order_service/core/http.py").is_file()
+    assert (result.project_dir / "src/order_service/core/metrics.py").is_file()
 
 
 def test_project_name_defaults_to_the_destination_folder(tmp_path: Path) -> None:
@@ -101,6 +104,7 @@ BAD_ANSWERS = [
     ({"database": "oracle"}, "database"),
     ({"ci": "jenkins"}, "ci"),
     ({"http_client": "requests"}, "http_client"),
+    ({"observability": "datadog"}, "observability"),
 ]
 
 

@@ -24,6 +24,7 @@ def test_every_combination_was_rendered() -> None:
 
 def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
     database, http = answers["database"], answers["http_client"]
+    metrics = answers["observability"] != "none"
     sql = database in {"sqlite", "postgresql"}
     items = database != "none" and answers.get("example_resource", False)
     src, core = f"src/{PACKAGE}", f"src/{PACKAGE}/core"
@@ -67,6 +68,15 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         "tests/fixtures_items.py": items,
         "tests/test_items_concurrency_sql.py": items and sql,
         "tests/test_mongo.py": database == "mongodb",
+        f"{core}/metrics.py": metrics,
+        "tests/scrape.py": metrics,
+        "tests/test_metrics.py": metrics,
+        "tests/test_metrics_port.py": metrics,
+        "tests/test_metrics_pool.py": metrics and sql,
+        "tests/test_metrics_upstream.py": metrics and http != "none",
+        "tests/test_dashboard.py": metrics,
+        "observability/prometheus.yml": metrics,
+        "observability/grafana/dashboards/service.json": metrics,
         "Dockerfile": answers["docker"],
         "compose.yaml": answers["docker"],
         ".github/workflows/ci.yml": answers["ci"] == "github",
