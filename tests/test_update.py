@@ -218,7 +218,12 @@ def service_env(database: str, request: pytest.FixtureRequest) -> dict[str, str]
 # Modules whose behaviour an update does not change: the render matrix's covering set runs
 # them for every variant (real processes and signals, API fuzzing, server faults). The
 # grown service runs them all: its own routes are fuzzed too.
-UPDATE_INDEPENDENT = ("test_signals.py", "test_fuzz.py", "test_faults_postgresql.py")
+UPDATE_INDEPENDENT = (
+    "test_signals.py",
+    "test_fuzz.py",
+    "test_fuzz_gateway.py",
+    "test_faults_postgresql.py",
+)
 
 
 def assert_suite_passes(
