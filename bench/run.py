@@ -379,12 +379,12 @@ def count_instructions(
     return int(totals[0].split()[1]) // n
 
 
-def instructions_table(counts: dict[tuple[str, str], int]) -> str:
+def instructions_table(counts: dict[tuple[str, str], int], endpoints: list[str]) -> str:
     lines = [
         "| endpoint | service instr/request | baseline instr/request | ratio |",
         "|---|---|---|---|",
     ]
-    for endpoint in INSTRUCTION_ENDPOINTS:
+    for endpoint in endpoints:
         service, baseline = counts[endpoint, "service"], counts[endpoint, "baseline"]
         lines.append(f"| {endpoint} | {service:,} | {baseline:,} | {baseline / service:.2f} |")
     return "\n".join(lines)
@@ -520,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.instructions:
                 envs = {"service": service_env, "baseline": clean_env(BENCH_BASELINE_DSN=dsn)}
                 counts: dict[tuple[str, str], int] = {}
-                for endpoint in INSTRUCTION_ENDPOINTS:
+                endpoints = [e for e in args.endpoints if e in INSTRUCTION_ENDPOINTS]
+                for endpoint in endpoints:
                     for app in APPS:
                         counts[endpoint, app] = count_instructions(
                             python, app, endpoint, args.instructions, envs[app], workdir
@@ -535,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
                     "baseline / service (1.0 = the same work per request)"
                 )
                 print()
-                print(instructions_table(counts))
+                print(instructions_table(counts, endpoints))
                 return 0
 
             servers.append(start_server(

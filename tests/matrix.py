@@ -287,3 +287,33 @@ def covering_set(combos: list[dict[str, Any]]) -> list[dict[str, Any]]:
     while uncovered:
         take(combos)
     return chosen
+
+
+# The generated modules that start real processes, send signals, fuzz the API or kill
+# server connections: they test the core's machinery, not a pairing of options, so the
+# deep set (below) runs them and the rest of the covering set leaves them out.
+DEEP_MODULES = (
+    "test_signals.py",
+    "test_fuzz.py",
+    "test_fuzz_gateway.py",
+    "test_faults_postgresql.py",
+)
+
+
+def deep_set(chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The covering set's combinations that run the deep modules too: every value of every
+    code answer, and every database with the items slice (whose deep modules are the
+    stateful fuzzing and the server faults), at least once; greedy, deterministic."""
+
+    def values(combo: dict[str, Any]) -> set[tuple[Any, ...]]:
+        if combo.get("example_resource") is False:  # `none` has no slice to ask about
+            return set(combo.items())
+        return {*combo.items(), ("database with items", combo["database"])}
+
+    uncovered: set[tuple[Any, ...]] = set().union(*(values(c) for c in chosen))
+    deep: list[dict[str, Any]] = []
+    while uncovered:
+        best = max(chosen, key=lambda c: len(values(c) & uncovered))
+        deep.append(best)
+        uncovered -= values(best)
+    return deep

@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.matrix import CODE_AXES, combinations, covering_set, manifest, variants
+from tests.matrix import (
+    CODE_AXES,
+    DEEP_MODULES,
+    combinations,
+    covering_set,
+    deep_set,
+    manifest,
+    variants,
+)
 from tests.toolchain import verify
 
 MANIFEST = manifest()
@@ -36,14 +44,37 @@ def variant_id(code: str) -> str:
     short = f"py{first['python_version']}-{first['database']}-{first['http_client']}"
     if "example_resource" in first:
         short += "-items" if first["example_resource"] else "-noitems"
+    short += f"-{first['observability']}"
+    if code in DEEP_VARIANTS:
+        short += "-deep"
     return f"{short}-x{len(members)}-{code}"
+
+
+def _covering() -> list[dict[str, Any]]:
+    return covering_set([{k: c[k] for k in CODE_AXES if k in c} for c in combinations()])
+
+
+def _codes(chosen: list[dict[str, Any]]) -> list[str]:
+    by_key = {code_key(entry["answers"]): entry["code"] for entry in COMBOS.values()}
+    return list(dict.fromkeys(by_key[code_key(c)] for c in chosen))
 
 
 def covering_variants() -> list[str]:
     """The code hashes of the covering set's combinations, in covering-set order."""
-    by_key = {code_key(entry["answers"]): entry["code"] for entry in COMBOS.values()}
-    chosen = covering_set([{k: c[k] for k in CODE_AXES if k in c} for c in combinations()])
-    return list(dict.fromkeys(by_key[code_key(c)] for c in chosen))
+    return _codes(_covering())
+
+
+# The covering set's variants that also run the deep modules (tests/matrix.py).
+DEEP_VARIANTS = frozenset(_codes(deep_set(_covering())))
+
+
+def test_deep_set_runs_every_value_of_every_code_answer() -> None:
+    deep = [COMBOS[VARIANTS[code][0]]["answers"] for code in DEEP_VARIANTS]
+    for axis in CODE_AXES:
+        every = {c[axis] for c in combinations() if axis in c}
+        assert {answers[axis] for answers in deep if axis in answers} == every, axis
+    with_items = {c["database"] for c in combinations() if c.get("example_resource", True)}
+    assert {a["database"] for a in deep if a.get("example_resource", True)} == with_items
 
 
 def test_code_depends_only_on_the_code_axes() -> None:
@@ -94,7 +125,8 @@ def test_variant_passes_its_own_checks(
     env: dict[str, str] = {}
     if answers["database"] == "mongodb":
         env["TEST_MONGODB_URL"] = request.getfixturevalue("mongodb_url")
-    output = verify(project, answers["python_version"], env)
+    skipped = () if code in DEEP_VARIANTS else tuple(f"--ignore=tests/{m}" for m in DEEP_MODULES)
+    output = verify(project, answers["python_version"], env, skipped)
     summaries = SUMMARY.findall(output)
     assert summaries, output[-3000:]
     assert re.match(r"\d+ passed", summaries[-1]), summaries[-1]
