@@ -123,6 +123,7 @@ def bench_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     need_postgres(ADMIN_DSN, WHY_POSTGRES)
     project = tmp_path_factory.mktemp("bench") / "bench-service"
     answers = {"database": "postgresql", "example_resource": True, "ci": "none", "docker": False}
+    answers["observability"] = "none"  # bench/run.py's default: the bare service
     render(project, {"project_name": "Bench Service", "python_version": "3.12", **answers})
     sync(project, "3.12")
     yield project

@@ -22,6 +22,7 @@ import copier
 import pytest
 import yaml
 
+from tests.matrix import render
 from tests.toolchain import GIT_ENV, UV, find_python, run, verify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,15 +216,6 @@ def service_env(database: str, request: pytest.FixtureRequest) -> dict[str, str]
     return env
 
 
-# Modules whose behaviour an update does not change: the render matrix's covering set runs
-# them for every variant (real processes and signals, API fuzzing, server faults). The
-# grown service runs them all: its own routes are fuzzed too.
-UPDATE_INDEPENDENT = (
-    "test_signals.py",
-    "test_fuzz.py",
-    "test_fuzz_gateway.py",
-    "test_faults_postgresql.py",
-)
 # What an updated service runs besides its owner's own tests when its template-kept code is
 # proven identical to a fresh render (that code's whole suite runs in the covering set):
 # the modules that exercise the owner's files (app.py, settings.py, items/, migrations).
@@ -236,7 +228,7 @@ OWNER_FACING = (
     "test_upstream.py",
     "test_upstream_live.py",
 )
-OWNER_TESTS = ("test_pricing.py", "test_orders.py")
+OWNER_TESTS = ("test_pricing.py",)
 
 
 def template_kept(project: Path) -> dict[str, bytes]:
@@ -255,10 +247,7 @@ def assert_core_is_a_fresh_render(dst: Path, tmp_path: Path, owned: list[str]) -
     but for the files the owner wrote or edited (`owned`)."""
     answers = {k: v for k, v in answers_of(dst).items() if not k.startswith("_")}
     fresh = tmp_path / "fresh"
-    copier.run_copy(
-        str(ROOT), str(fresh), data=answers, defaults=True, vcs_ref="HEAD",
-        unsafe=True, quiet=True, skip_tasks=True,
-    )  # fmt: skip
+    render(fresh, answers)
     updated, rendered = template_kept(dst), template_kept(fresh)
     for name in owned:
         updated.pop(name, None)
