@@ -82,7 +82,8 @@ def code_hash(project: Path) -> str:
     digest = hashlib.sha256()
     for top in CODE_PATHS:
         root = project / top
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        found = root.rglob("*") if root.is_dir() else [root]
+        files = sorted(p for p in found if p.is_file() and "__pycache__" not in p.parts)
         for path in files:
             digest.update(str(path.relative_to(project)).encode())
             digest.update(path.read_bytes())
