@@ -122,7 +122,7 @@ def test_bad_answer_is_rejected_with_a_clear_message(
     ("bad", "message"), BAD_ANSWERS[::4], ids=[str(b) for b, _ in BAD_ANSWERS[::4]]
 )
 def test_bad_answer_writes_nothing(
-    tmp_path: Path, bad: dict[str, Any], message: str, exists: bool
+    tmp_path: Path, template_snapshot: Path, bad: dict[str, Any], message: str, exists: bool
 ) -> None:
     """pytest-copie reports no project_dir on a failed copy, so look at the destination."""
     destination = tmp_path / "service"
@@ -130,11 +130,10 @@ def test_bad_answer_writes_nothing(
         destination.mkdir()
     with pytest.raises(ValueError, match=re.escape(message)):
         copier.run_copy(
-            str(ROOT),
+            str(template_snapshot),
             str(destination),
             data={"project_name": "Good Name", **bad},
             defaults=True,
-            vcs_ref="HEAD",
             unsafe=True,
             quiet=True,
             skip_tasks=True,
