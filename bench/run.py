@@ -31,12 +31,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -424,10 +426,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--observability",
-        choices=("none", "prometheus"),
+        choices=("none", "prometheus", "otel"),
         default="none",
         help="the service's observability answer (default none: the bare service); run "
-        "once per choice and compare the service's figures",
+        "once per choice and compare the service's figures. otel traces "
+        f"{BENCH_TRACES_SAMPLE_RATIO} of the requests and exports them over OTLP/HTTP to a "
+        "local sink that drops them",
     )
     parser.add_argument(
         "--instructions",
@@ -453,6 +457,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown endpoints {sorted(unknown)}; choose from {list(ENDPOINTS)}")
     return args
+
+
+# `--observability otel`: the share of requests traced, as a busy service would sample.
+BENCH_TRACES_SAMPLE_RATIO = "0.1"
+
+
+class _OtlpSinkHandler(BaseHTTPRequestHandler):
+    """Accepts an OTLP/HTTP export (reads it whole) and drops it, as a collector would."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as with a collector
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """A local OTLP/HTTP endpoint in this process's threads: the service really exports
+    (protobuf encoding, HTTP) and the spans go nowhere."""
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSinkHandler)
+    thread = threading.Thread(target=sink.serve_forever, name="otlp-sink", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sink.server_address[1]}"
+    finally:
+        sink.shutdown()
+        sink.server_close()
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -500,13 +538,19 @@ def main(argv: list[str] | None = None) -> int:
             log("uv sync")
             check_call([UV, "sync", "--python", find_python(args.python)], cwd=project)
         python = str(project / ".venv" / "bin" / "python")
-        with bench_database(python, args.admin_dsn) as dsn:
+        with bench_database(python, args.admin_dsn) as dsn, otlp_sink() as sink_url:
             sa_url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+            traces = {
+                f"{ENV_PREFIX}TRACES_SAMPLE_RATIO": BENCH_TRACES_SAMPLE_RATIO,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+                "OTEL_SERVICE_NAME": "bench-service",
+            }
             service_env = clean_env(
                 **{
                     f"{ENV_PREFIX}DATABASE_URL": sa_url,
                     f"{ENV_PREFIX}ACCESS_LOG": "false",
                     f"{ENV_PREFIX}LOG_JSON": "true",
+                    **(traces if args.observability == "otel" else {}),
                 }
             )
             log("migrating and seeding")

@@ -237,16 +237,34 @@ def test_every_compose_file_passes_the_compose_schema() -> None:
 
 
 def test_compose_observability_profile_runs_prometheus_and_grafana() -> None:
-    """Only with metrics; never started by a plain `docker compose up`."""
+    """Only with metrics, and Jaeger with traces; never started by a plain `docker compose up`."""
+    expected_by_choice = {
+        "prometheus": {"prometheus", "grafana"},
+        "otel": {"prometheus", "grafana", "jaeger"},
+        "none": set(),
+    }
     for answers, path in entries("compose"):
         services = load(path)["services"]
         profiled = {
             name for name, s in services.items() if "observability" in s.get("profiles", [])
         }
-        expected = {"prometheus", "grafana"} if answers["observability"] != "none" else set()
-        assert profiled == expected, path
+        assert profiled == expected_by_choice[answers["observability"]], path
         mounts = [v for name in profiled for v in services[name].get("volumes", [])]
         assert all(m.startswith("./observability/") for m in mounts), mounts
+
+
+def test_compose_app_exports_traces_to_the_profiles_jaeger() -> None:
+    """With traces, the app's OTLP exporter points at Jaeger's OTLP/HTTP port; without,
+    no OpenTelemetry variable is set."""
+    for answers, path in entries("compose"):
+        services = load(path)["services"]
+        environment = services["app"].get("environment", {})
+        otel = {key: value for key, value in environment.items() if key.startswith("OTEL_")}
+        if answers["observability"] != "otel":
+            assert otel == {}, path
+            continue
+        assert otel["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318", path
+        assert "4318:4318" in " ".join(services["jaeger"]["ports"]), path
 
 
 def test_compose_builds_one_image_and_every_app_service_runs_it() -> None:

@@ -37,10 +37,29 @@ def test_defaults(copie: Copie) -> None:
     assert given["observability"] == "prometheus"
     # computed flags are never stored as answers
     computed = {"use_sql", "use_mongo", "use_db", "use_items", "use_http"}
-    assert not {*computed, "use_metrics"} & given.keys()
+    assert not {*computed, "use_metrics", "use_traces"} & given.keys()
     assert (result.project_dir / "src/order_service/items/router.py").is_file()
     assert (result.project_dir / "src/order_service/core/http.py").is_file()
     assert (result.project_dir / "src/order_service/core/metrics.py").is_file()
+    assert not (result.project_dir / "src/order_service/core/tracing.py").exists()
+
+
+@pytest.mark.parametrize(
+    ("observability", "metrics", "traces"),
+    [("prometheus", True, False), ("otel", True, True), ("none", False, False)],
+)
+def test_observability_choices_set_the_metrics_and_traces_flags(
+    copie: Copie, observability: str, metrics: bool, traces: bool
+) -> None:
+    """`otel` is the Prometheus metrics plus OpenTelemetry traces."""
+    result = copie.copy(
+        extra_answers={"project_name": "Order Service", "observability": observability}
+    )
+    assert result.exit_code == 0, result.exception
+    assert result.project_dir is not None
+    core = result.project_dir / "src/order_service/core"
+    assert (core / "metrics.py").is_file() == metrics
+    assert (core / "tracing.py").is_file() == traces
 
 
 def test_project_name_defaults_to_the_destination_folder(tmp_path: Path) -> None:
@@ -93,6 +112,7 @@ BAD_ANSWERS = [
     ({"package_name": "bson"}, "shadows a dependency"),
     ({"package_name": "aiohttp"}, "shadows a dependency"),
     ({"package_name": "stamina"}, "shadows a dependency"),
+    ({"package_name": "opentelemetry"}, "shadows a dependency"),
     ({"package_name": "respx"}, "shadows a dependency"),
     ({"package_name": "test"}, "shadows a dependency"),
     ({"package_name": "tests"}, "shadows a dependency"),

@@ -25,6 +25,7 @@ def test_every_combination_was_rendered() -> None:
 def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
     database, http = answers["database"], answers["http_client"]
     metrics = answers["observability"] != "none"
+    traces = answers["observability"] == "otel"  # the same metrics, and traces
     sql = database in {"sqlite", "postgresql"}
     items = database != "none" and answers.get("example_resource", False)
     src, core = f"src/{PACKAGE}", f"src/{PACKAGE}/core"
@@ -80,6 +81,13 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         "tests/test_dashboard.py": metrics,
         "observability/prometheus.yml": metrics,
         "observability/grafana/dashboards/service.json": metrics,
+        f"{core}/tracing.py": traces,
+        f"{core}/traced_db.py": traces and database != "none",
+        f"{core}/traced_http.py": traces and http != "none",
+        "tests/fixtures_tracing.py": traces,
+        "tests/test_tracing.py": traces,
+        "tests/test_tracing_items.py": traces and items,
+        "tests/test_tracing_upstream.py": traces and http != "none",
         "Dockerfile": answers["docker"],
         "compose.yaml": answers["docker"],
         ".github/workflows/ci.yml": answers["ci"] == "github",
@@ -135,6 +143,19 @@ def test_yaml_files_parse(combo: str) -> None:
     for path in [*project.glob("*.y*ml"), *project.glob(".*.y*ml"), *project.rglob("*.yml")]:
         if path.name != ".copier-answers.yml":
             assert yaml.safe_load(path.read_text()), path.relative_to(project)
+
+
+@ALL
+def test_opentelemetry_only_with_traces(combo: str) -> None:
+    """Zero cost without `otel`: no dependency, no import, no middleware, no setting."""
+    project = project_of(combo)
+    traced = COMBOS[combo]["answers"]["observability"] == "otel"
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    dependencies = pyproject["project"]["dependencies"]
+    assert any(dep.startswith("opentelemetry-") for dep in dependencies) == traced
+    code = [*(project / "src").rglob("*.py"), *(project / "tests").rglob("*.py")]
+    mentions = [p.relative_to(project) for p in code if "opentelemetry" in p.read_text()]
+    assert bool(mentions) == traced, mentions
 
 
 MONGODB_COMBOS = sorted(c for c, e in COMBOS.items() if e["answers"]["database"] == "mongodb")
