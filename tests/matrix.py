@@ -263,7 +263,11 @@ CODE_AXES = ("python_version", "database", "example_resource", "http_client", "o
 
 
 def _pairs(combo: dict[str, Any]) -> set[tuple[tuple[str, Any], tuple[str, Any]]]:
+    # A database with the items slice counts as a value of its own: the slice's code differs
+    # by database (the PostgreSQL driver reads), and each other option instruments or serves it.
     items = sorted(combo.items())
+    if combo.get("example_resource"):
+        items.append(("database with items", combo["database"]))
     return {(a, b) for i, a in enumerate(items) for b in items[i + 1 :]}
 
 

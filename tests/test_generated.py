@@ -95,6 +95,12 @@ def test_covering_set_covers_every_pair_and_every_database_on_every_python() -> 
     }
     covered = {(a, b) for combo in chosen for a in combo.items() for b in combo.items()}
     assert needed - covered == set()
+
+    # A database with the items slice meets every value of every other answer.
+    def with_items(combos: list[dict[str, Any]]) -> set[tuple[str, tuple[str, Any]]]:
+        return {(c["database"], o) for c in combos if c.get("example_resource") for o in c.items()}
+
+    assert with_items(projected) - with_items(chosen) == set()
     versions = {c["python_version"] for c in projected}
     databases = {c["database"] for c in projected}
     assert {(c["python_version"], c["database"]) for c in chosen} == {
