@@ -42,7 +42,27 @@ def mongodb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+# The slow tests' known costs, heaviest first (worker-seconds, from `--durations`): a whole
+# generated suite after two updates, the deep variants' suites, the other variants, updates.
+HEAVIEST_FIRST = (
+    "test_grown_service",
+    "-deep-",
+    "test_variant_passes_its_own_checks",
+    "test_update_from_a_release",
+)
+
+
+def cost_rank(item: pytest.Item) -> int:
+    if item.get_closest_marker("slow") is None:
+        return len(HEAVIEST_FIRST) + 1
+    return next(
+        (i for i, part in enumerate(HEAVIEST_FIRST) if part in item.nodeid), len(HEAVIEST_FIRST)
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests (a rendered project's toolchain, 10 s to 2 min each) first: the two
-    xdist workers then end together instead of one waiting on a long test collected late."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Heaviest first, and xdist hands out tests two at a time in this order (`--dist load
+    --maxschedchunk 2`): the longest tests start at once on both workers and the many short
+    ones fill in at the end, so the workers end together. (`worksteal` gave one worker the
+    whole first half of the list: every slow test, then stolen back late.)"""
+    items.sort(key=cost_rank)
