@@ -1,13 +1,16 @@
 """Fixtures shared by the template's tests."""
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import copier
 import pytest
+import pytest_copie.plugin
 from pytest_copie.plugin import Copie
 
-from tests.matrix import snapshot
+from tests.matrix import renders_made_cheaper, snapshot
 from tests.mongo_server import secantus_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,9 +29,18 @@ def template_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def copie(copie: Copie, template_snapshot: Path) -> Copie:
+def copie(
+    copie: Copie, template_snapshot: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Copie]:
+    """pytest-copie's fixture on the snapshot, rendered as cheaply as the matrix renders,
+    without the post-copy task (git init, uv lock: seconds per copy), which
+    tests/test_hooks.py tests; these tests check answers."""
     copie.default_template_dir = template_snapshot
-    return copie
+    monkeypatch.setattr(
+        pytest_copie.plugin, "run_copy", functools.partial(copier.run_copy, skip_tasks=True)
+    )
+    with renders_made_cheaper():
+        yield copie
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +58,19 @@ def mongodb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # generated suite after two updates, the deep variants' suites, the other variants, updates.
 HEAVIEST_FIRST = (
     "test_grown_service",
-    "-deep-",
+    "-deep]",
     "test_variant_passes_its_own_checks",
     "test_update_from_a_release",
 )
 
 
+# The many short checks of single renders, last: they fill in while the long tests end.
+CHEAPEST_LAST = ("tests/test_render.py::", "test_variant_is_ruff_clean[")
+
+
 def cost_rank(item: pytest.Item) -> int:
+    if any(part in item.nodeid for part in CHEAPEST_LAST):
+        return len(HEAVIEST_FIRST) + 2
     if item.get_closest_marker("slow") is None:
         return len(HEAVIEST_FIRST) + 1
     return next(

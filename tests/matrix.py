@@ -1,8 +1,9 @@
 """Every combination of the template's options, rendered once per template tree and grouped
 into variants whose rendered code (src/, tests/, pyproject.toml) is byte-identical.
 
-Rendering happens at collection time, under a file lock, so pytest-xdist workers share one
-set of renders; the cache key is a hash of the template tree, so any edit re-renders.
+A combination is rendered when a test first asks for it (`RENDERS`), under a file lock of its
+own, so pytest-xdist workers share one set of renders; the cache key is a hash of the
+template tree, so any edit renders again.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import copy
 import fcntl
 import hashlib
 import itertools
-import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import copier._main as copier_main
 import copier._subproject as copier_subproject
 import copier._template as copier_template
 import jinja2
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,14 +121,27 @@ def snapshot(into: Path) -> Path:
 
 
 def renderer_process() -> None:
-    """Make this process's renders cheaper without changing what they produce."""
+    """Make this process's renders cheaper for good (a render pool's initializer)."""
+    cheaper_renders(pytest.MonkeyPatch())
+
+
+@contextmanager
+def renders_made_cheaper() -> Iterator[None]:
+    """The same, for the block only (a test that renders in the test process)."""
+    with pytest.MonkeyPatch.context() as patch:
+        cheaper_renders(patch)
+        yield
+
+
+def cheaper_renders(patch: pytest.MonkeyPatch) -> None:
+    """Make renders cheaper without changing what they produce."""
     # With git on PATH Copier asks it about every rendered file's index entry (for
     # destinations inside a repository, which these never are): a process per file.
     # The same for the template (a snapshot: plain files, never a repository or a bundle)
     # and the destination (a temporary directory): three git processes per render.
-    copier_main.is_git_available = lambda: False  # type: ignore[attr-defined]
-    copier_template.is_git_available = lambda: False  # type: ignore[attr-defined]
-    copier_subproject.is_in_git_repo = lambda path: False  # type: ignore[attr-defined]
+    patch.setattr(copier_main, "is_git_available", lambda: False)
+    patch.setattr(copier_template, "is_git_available", lambda: False)
+    patch.setattr(copier_subproject, "is_in_git_repo", lambda path: False)
     # Copier builds a new Jinja environment per render and compiles every file, name and
     # path part again: two thirds of a render. Every render here compiles the same sources
     # with the same environment settings, so one compiled code object serves them all.
@@ -147,12 +163,12 @@ def renderer_process() -> None:
             compiled[key] = compile_source(self, source, name, filename, raw, defer_init)
         return compiled[key]
 
-    jinja2.Environment.compile = compile_once  # type: ignore[method-assign,assignment]
-    _render_context_once()
-    _config_parsed_once()
+    patch.setattr(jinja2.Environment, "compile", compile_once)
+    _render_context_once(patch)
+    _config_parsed_once(patch)
 
 
-def _render_context_once() -> None:
+def _render_context_once(patch: pytest.MonkeyPatch) -> None:
     """Copier rebuilds the whole Jinja context (every answer, merged and filtered) for each
     part of each path it renders, and the answers file's path with it: about a third of a
     render. While the files are written the answers no longer change, so one context per
@@ -190,12 +206,12 @@ def _render_context_once() -> None:
                 del cache["computing"]
         return cache["answers_relpath"]
 
-    worker._render_template = render_template_with_one_context
-    worker._render_context = cached_context
-    worker.answers_relpath = property(cached_answers_relpath)
+    patch.setattr(worker, "_render_template", render_template_with_one_context)
+    patch.setattr(worker, "_render_context", cached_context)
+    patch.setattr(worker, "answers_relpath", property(cached_answers_relpath))
 
 
-def _config_parsed_once() -> None:
+def _config_parsed_once(patch: pytest.MonkeyPatch) -> None:
     """copier.yml is parsed again (PyYAML, pure Python) for every render."""
     load = copier_template.load_template_config
     parsed: dict[tuple[str, bytes, bool], Any] = {}
@@ -206,13 +222,7 @@ def _config_parsed_once() -> None:
             parsed[key] = load(conf_path, quiet)
         return copy.deepcopy(parsed[key])
 
-    copier_template.load_template_config = load_once
-
-
-def _render_one(args: tuple[str, str, dict[str, Any]]) -> tuple[str, str]:
-    source, dst, combo = args
-    render(Path(dst), combo, Path(source))
-    return combo_id(combo), code_hash(Path(dst))
+    patch.setattr(copier_template, "load_template_config", load_once)
 
 
 def renders_dir() -> Path:
@@ -220,41 +230,82 @@ def renders_dir() -> Path:
     return base / "copier-async-service-renders" / tree_hash()
 
 
-def manifest() -> dict[str, Any]:
-    """{"combos": {id: {"answers": ..., "dir": ..., "code": hash}}}, rendered once per tree."""
-    target = renders_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.parent / f"{target.name}.lock"
-    with lock_path.open("w") as lock:
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        manifest_file = target / "manifest.json"
-        if manifest_file.exists():
-            loaded: dict[str, Any] = json.loads(manifest_file.read_text())
-            return loaded
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir()
-        combos = combinations()
-        source = str(snapshot(target / "template-source"))
-        jobs = [(source, str(target / f"c{n:04d}"), combo) for n, combo in enumerate(combos)]
+        yield
+
+
+def _source(target: Path) -> Path:
+    """The snapshot every render of this tree comes from, taken once."""
+    source, done = target / "template-source", target / "template-source.done"
+    if not done.exists():
+        with _locked(target / "template-source.lock"):
+            if not done.exists():
+                shutil.rmtree(source, ignore_errors=True)
+                snapshot(source)
+                done.touch()
+    return source
+
+
+def _render_if_missing(job: tuple[str, int, dict[str, Any]]) -> None:
+    """Render one combination unless a process already did (its code hash is written last)."""
+    target, index, combo = Path(job[0]), job[1], job[2]
+    dst, code = target / f"c{index:04d}", target / f"c{index:04d}.code"
+    if code.exists():
+        return
+    with _locked(target / f"c{index:04d}.lock"):
+        if code.exists():
+            return
+        shutil.rmtree(dst, ignore_errors=True)
+        render(dst, combo, _source(target))
+        code.write_text(code_hash(dst))
+
+
+class Renders:
+    """Every combination, each rendered from the working tree the first time a test asks for
+    it, once per template tree: pytest-xdist workers and later runs share the renders (the
+    cache key is a hash of the template tree, so any edit renders again). A test that needs
+    one combination renders one (about 0.15 s), not all of them."""
+
+    def __init__(self) -> None:
+        self.answers = {combo_id(c): c for c in combinations()}
+        self._index = {cid: n for n, cid in enumerate(self.answers)}
+        self._pool: ProcessPoolExecutor | None = None
+        self._target: Path | None = None
+
+    def _job(self, cid: str) -> tuple[str, int, dict[str, Any]]:
+        if self._target is None:  # hashing the tree reads every template file: once
+            self._target = renders_dir()
+            self._target.mkdir(parents=True, exist_ok=True)
+        return str(self._target), self._index[cid], self.answers[cid]
+
+    def project(self, cid: str) -> Path:
+        """The combination's rendered project (a shared render: copy it before changing it)."""
+        target, index, _ = job = self._job(cid)
+        if not (Path(target) / f"c{index:04d}.code").exists():
+            # Copier, made cheaper by patches of its internals (renderer_process), renders
+            # in a process of its own: this one runs Copier unpatched for other tests.
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(max_workers=1, initializer=renderer_process)
+            self._pool.submit(_render_if_missing, job).result()
+        return Path(target) / f"c{index:04d}"
+
+    def code(self, cid: str) -> str:
+        """A hash of the combination's rendered src/, tests/ and pyproject.toml."""
+        project = self.project(cid)
+        return project.with_name(f"{project.name}.code").read_text()
+
+    def render_all(self) -> None:
+        """Every combination, on every core (the renders another process holds are waited for)."""
+        jobs = [self._job(cid) for cid in self.answers]
         workers = os.cpu_count() or 2
         with ProcessPoolExecutor(max_workers=workers, initializer=renderer_process) as pool:
-            hashes = dict(pool.map(_render_one, jobs, chunksize=8))
-        result = {
-            "combos": {
-                combo_id(combo): {"answers": combo, "dir": dst, "code": hashes[combo_id(combo)]}
-                for _, dst, combo in jobs
-            }
-        }
-        manifest_file.write_text(json.dumps(result, indent=1))
-        return result
+            list(pool.map(_render_if_missing, jobs, chunksize=8))
 
 
-def variants(data: dict[str, Any]) -> dict[str, list[str]]:
-    """Code hash -> the combos that render exactly that code (first one is representative)."""
-    groups: dict[str, list[str]] = {}
-    for cid, entry in data["combos"].items():
-        groups.setdefault(entry["code"], []).append(cid)
-    return groups
+RENDERS = Renders()
 
 
 # The answers that change a rendered project's code; ci and docker change only CI, Docker
@@ -322,3 +373,30 @@ def deep_set(chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
         deep.append(best)
         uncovered -= values(best)
     return deep
+
+
+def quick_set() -> list[str]:
+    """The combinations the quick loop (`-m "not slow"`) renders and checks: every pair of
+    values of every answer, ci and docker included, and every database on every Python."""
+    return [combo_id(c) for c in covering_set(combinations())]
+
+
+def params(ids: list[str]) -> list[Any]:
+    """Combination ids as test parameters: the quick set's run in the quick loop
+    (`-m "not slow"`), every other combination in a full run only."""
+    quick = frozenset(quick_set())
+    return [
+        pytest.param(c, id=short_id(c), marks=() if c in quick else pytest.mark.slow)
+        for c in sorted(ids)
+    ]
+
+
+def short_id(cid: str) -> str:
+    """A test id of a combination's values: `3.12-sqlite-httpx-items-github-docker-otel`."""
+    answers = RENDERS.answers[cid]
+    return "-".join(
+        (name if value else f"no{name}") if isinstance(value, bool) else str(value)
+        for name, value in (
+            ("items" if k == "example_resource" else k, v) for k, v in answers.items()
+        )
+    )

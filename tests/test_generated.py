@@ -18,17 +18,14 @@ import pytest
 from tests.matrix import (
     CODE_AXES,
     DEEP_MODULES,
+    RENDERS,
     combinations,
     covering_set,
     deep_set,
-    manifest,
-    variants,
+    quick_set,
 )
 from tests.toolchain import verify
 
-MANIFEST = manifest()
-COMBOS: dict[str, dict[str, Any]] = MANIFEST["combos"]
-VARIANTS = variants(MANIFEST)
 RUFF = (sys.executable, "-m", "ruff")
 # pytest's last line with -q, e.g. "120 passed, 2 deselected in 9.81s".
 SUMMARY = re.compile(r"^(?P<counts>\d+ \w+.*) in [\d.]+s", re.MULTILINE)
@@ -38,38 +35,49 @@ def code_key(answers: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(answers.get(axis) for axis in CODE_AXES)
 
 
-def variant_id(code: str) -> str:
-    members = VARIANTS[code]
-    first = COMBOS[members[0]]["answers"]
+# A variant: the combinations that agree on the answers that change code, which render the
+# same src/, tests/ and pyproject.toml (a test below proves it); the first one stands for all.
+VARIANTS: dict[tuple[Any, ...], list[str]] = {}
+for _cid, _answers in RENDERS.answers.items():
+    VARIANTS.setdefault(code_key(_answers), []).append(_cid)
+
+
+def representative(key: tuple[Any, ...]) -> str:
+    return VARIANTS[key][0]
+
+
+def variant_id(key: tuple[Any, ...]) -> str:
+    first = RENDERS.answers[representative(key)]
     short = f"py{first['python_version']}-{first['database']}-{first['http_client']}"
     if "example_resource" in first:
         short += "-items" if first["example_resource"] else "-noitems"
     short += f"-{first['observability']}"
-    if code in DEEP_VARIANTS:
+    if key in DEEP_VARIANTS:
         short += "-deep"
-    return f"{short}-x{len(members)}-{code}"
+    return short
 
 
 def _covering() -> list[dict[str, Any]]:
     return covering_set([{k: c[k] for k in CODE_AXES if k in c} for c in combinations()])
 
 
-def _codes(chosen: list[dict[str, Any]]) -> list[str]:
-    by_key = {code_key(entry["answers"]): entry["code"] for entry in COMBOS.values()}
-    return list(dict.fromkeys(by_key[code_key(c)] for c in chosen))
+def _keys(chosen: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return list(dict.fromkeys(code_key(c) for c in chosen))
 
 
-def covering_variants() -> list[str]:
-    """The code hashes of the covering set's combinations, in covering-set order."""
-    return _codes(_covering())
+def covering_variants() -> list[tuple[Any, ...]]:
+    """The covering set's variants, in covering-set order."""
+    return _keys(_covering())
 
 
 # The covering set's variants that also run the deep modules (tests/matrix.py).
-DEEP_VARIANTS = frozenset(_codes(deep_set(_covering())))
+DEEP_VARIANTS = frozenset(_keys(deep_set(_covering())))
+# The variants of the quick set (tests/matrix.py), which the quick loop lints.
+QUICK_VARIANTS = frozenset(code_key(RENDERS.answers[cid]) for cid in quick_set())
 
 
 def test_deep_set_runs_every_value_of_every_code_answer() -> None:
-    deep = [COMBOS[VARIANTS[code][0]]["answers"] for code in DEEP_VARIANTS]
+    deep = [RENDERS.answers[representative(key)] for key in DEEP_VARIANTS]
     for axis in CODE_AXES:
         every = {c[axis] for c in combinations() if axis in c}
         assert {answers[axis] for answers in deep if axis in answers} == every, axis
@@ -77,14 +85,18 @@ def test_deep_set_runs_every_value_of_every_code_answer() -> None:
     assert {a["database"] for a in deep if a.get("example_resource", True)} == with_items
 
 
+@pytest.mark.slow
 def test_code_depends_only_on_the_code_axes() -> None:
     """The covering set is drawn over CODE_AXES: combinations that agree on them must render
-    the same code (else an answer that changes code is missing from CODE_AXES)."""
+    the same code (else an answer that changes code is missing from CODE_AXES), and those
+    that differ on them render different code (else a variant is checked twice)."""
+    RENDERS.render_all()
     hashes: dict[tuple[Any, ...], set[str]] = {}
-    for entry in COMBOS.values():
-        hashes.setdefault(code_key(entry["answers"]), set()).add(entry["code"])
+    for cid, answers in RENDERS.answers.items():
+        hashes.setdefault(code_key(answers), set()).add(RENDERS.code(cid))
     differing = {key: codes for key, codes in hashes.items() if len(codes) > 1}
     assert differing == {}
+    assert len({code for codes in hashes.values() for code in codes}) == len(hashes)
 
 
 def test_covering_set_covers_every_pair_and_every_database_on_every_python() -> None:
@@ -109,9 +121,16 @@ def test_covering_set_covers_every_pair_and_every_database_on_every_python() -> 
     assert len(covering_variants()) < len(VARIANTS)
 
 
-@pytest.mark.parametrize("code", sorted(VARIANTS, key=variant_id), ids=variant_id)
-def test_variant_is_ruff_clean(code: str) -> None:
-    project = Path(COMBOS[VARIANTS[code][0]]["dir"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        key if key in QUICK_VARIANTS else pytest.param(key, marks=pytest.mark.slow)
+        for key in sorted(VARIANTS, key=variant_id)
+    ],
+    ids=variant_id,
+)
+def test_variant_is_ruff_clean(key: tuple[Any, ...]) -> None:
+    project = RENDERS.project(representative(key))
     for args in (("format", "--check", "--no-cache"), ("check", "--no-cache")):
         result = subprocess.run(
             [*RUFF, *args, "."], cwd=project, capture_output=True, text=True, check=False
@@ -120,18 +139,18 @@ def test_variant_is_ruff_clean(code: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("code", covering_variants(), ids=variant_id)
+@pytest.mark.parametrize("key", covering_variants(), ids=variant_id)
 def test_variant_passes_its_own_checks(
-    code: str, tmp_path: Path, request: pytest.FixtureRequest
+    key: tuple[Any, ...], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    representative = COMBOS[VARIANTS[code][0]]
-    answers = representative["answers"]
+    combo = representative(key)
+    answers = RENDERS.answers[combo]
     project = tmp_path / "service"
-    shutil.copytree(representative["dir"], project)
+    shutil.copytree(RENDERS.project(combo), project)
     env: dict[str, str] = {}
     if answers["database"] == "mongodb":
         env["TEST_MONGODB_URL"] = request.getfixturevalue("mongodb_url")
-    skipped = () if code in DEEP_VARIANTS else tuple(f"--ignore=tests/{m}" for m in DEEP_MODULES)
+    skipped = () if key in DEEP_VARIANTS else tuple(f"--ignore=tests/{m}" for m in DEEP_MODULES)
     output = verify(project, answers["python_version"], env, skipped)
     summaries = SUMMARY.findall(output)
     assert summaries, output[-3000:]

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.matrix import manifest
+from tests.matrix import RENDERS
 from tests.toolchain import UV, mypy, run, sync
 
 PACKAGE = "matrix_service"
-MANIFEST = manifest()
 
 
 @dataclass(frozen=True)
@@ -108,15 +107,14 @@ MISTAKES = [
 
 
 def base_project(database: str) -> Path | None:
-    for entry in MANIFEST["combos"].values():
-        answers = entry["answers"]
+    for combo, answers in RENDERS.answers.items():
         if (
             answers["database"] == database
             and answers.get("example_resource")
             and answers["python_version"] == "3.12"
             and answers["http_client"] == "none"
         ):
-            return Path(entry["dir"])
+            return RENDERS.project(combo)
     return None
 
 

@@ -11,29 +11,27 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.matrix import manifest, render
+from tests.matrix import RENDERS, params, render
 from tests.needs import unavailable
 from tests.toolchain import TEST_DATABASE_URL, UV, run, sync
 
-COMBOS = manifest()["combos"]
 PACKAGE = "matrix_service"
-POSTGRES = sorted(c for c, e in COMBOS.items() if e["answers"]["database"] == "postgresql")
+POSTGRES = sorted(c for c, a in RENDERS.answers.items() if a["database"] == "postgresql")
 
 
 def project(combo: str) -> Path:
-    return Path(COMBOS[combo]["dir"])
+    return RENDERS.project(combo)
 
 
 def answers(combo: str) -> dict[str, Any]:
-    given: dict[str, Any] = COMBOS[combo]["answers"]
-    return given
+    return RENDERS.answers[combo]
 
 
 def test_postgresql_is_in_the_matrix() -> None:
     assert POSTGRES
 
 
-@pytest.mark.parametrize("combo", [c for c in POSTGRES if answers(c)["docker"]])
+@pytest.mark.parametrize("combo", params([c for c in POSTGRES if answers(c)["docker"]]))
 def test_compose_starts_the_app_after_a_healthy_postgres_and_the_migrations(combo: str) -> None:
     services = yaml.safe_load((project(combo) / "compose.yaml").read_text())["services"]
     assert services["postgres"]["healthcheck"]["test"]
@@ -48,7 +46,7 @@ def test_compose_starts_the_app_after_a_healthy_postgres_and_the_migrations(comb
         assert url.startswith("postgresql+asyncpg://") and "@postgres:5432/" in url
 
 
-@pytest.mark.parametrize("combo", [c for c in POSTGRES if answers(c)["ci"] != "none"])
+@pytest.mark.parametrize("combo", params([c for c in POSTGRES if answers(c)["ci"] != "none"]))
 def test_ci_runs_the_tests_against_a_postgres_service(combo: str) -> None:
     if answers(combo)["ci"] == "github":
         job = yaml.safe_load((project(combo) / ".github/workflows/ci.yml").read_text())["jobs"][

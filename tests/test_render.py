@@ -9,17 +9,23 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.matrix import combinations, manifest
+from tests.matrix import RENDERS, combinations, params, quick_set
 
-MANIFEST = manifest()
-COMBOS = MANIFEST["combos"]
+QUICK = frozenset(quick_set())
 PACKAGE = "matrix_service"
 JINJA = re.compile(r"(?<!\$)\{\{[^}]*\}\}|\{%-?\s|\s-?%\}")
 
 
-def test_every_combination_was_rendered() -> None:
-    assert len(COMBOS) == len(combinations())
-    assert len(COMBOS) > 1
+def test_quick_loop_renders_every_pair_of_answers() -> None:
+    """The quick loop's renders meet every pair of values of every answer (ci and docker
+    included) that a valid combination has; a full run checks every combination."""
+
+    def pairs(combo: dict[str, Any]) -> set[tuple[tuple[str, Any], tuple[str, Any]]]:
+        return {(a, b) for a in combo.items() for b in combo.items() if a[0] < b[0]}
+
+    needed = set().union(*(pairs(c) for c in combinations()))
+    assert needed - set().union(*(pairs(RENDERS.answers[c]) for c in QUICK)) == set()
+    assert len(QUICK) < len(combinations()) / 10
 
 
 def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
@@ -98,16 +104,20 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
 
 
 def project_of(combo: str) -> Path:
-    return Path(COMBOS[combo]["dir"])
+    return RENDERS.project(combo)
 
 
-ALL = pytest.mark.parametrize("combo", sorted(COMBOS))
+def answers_of(combo: str) -> dict[str, Any]:
+    return RENDERS.answers[combo]
+
+
+ALL = pytest.mark.parametrize("combo", params(list(RENDERS.answers)))
 
 
 @ALL
 def test_files_of_chosen_options_only(combo: str) -> None:
     project = project_of(combo)
-    expected = expected_presence(COMBOS[combo]["answers"])
+    expected = expected_presence(answers_of(combo))
     assert {path: (project / path).exists() for path in expected} == expected
 
 
@@ -124,7 +134,7 @@ def test_no_jinja_survives(combo: str) -> None:
 
 @ALL
 def test_python_version_is_the_chosen_one(combo: str) -> None:
-    project, version = project_of(combo), COMBOS[combo]["answers"]["python_version"]
+    project, version = project_of(combo), answers_of(combo)["python_version"]
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == f">={version}"
     assert (project / ".python-version").read_text().strip() == version
@@ -133,7 +143,7 @@ def test_python_version_is_the_chosen_one(combo: str) -> None:
 @ALL
 def test_answers_are_recorded(combo: str) -> None:
     recorded = yaml.safe_load((project_of(combo) / ".copier-answers.yml").read_text())
-    answers = COMBOS[combo]["answers"]
+    answers = answers_of(combo)
     assert {key: recorded.get(key) for key in answers} == answers
 
 
@@ -149,7 +159,7 @@ def test_yaml_files_parse(combo: str) -> None:
 def test_opentelemetry_only_with_traces(combo: str) -> None:
     """Zero cost without `otel`: no dependency, no import, no middleware, no setting."""
     project = project_of(combo)
-    traced = COMBOS[combo]["answers"]["observability"] == "otel"
+    traced = answers_of(combo)["observability"] == "otel"
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     dependencies = pyproject["project"]["dependencies"]
     assert any(dep.startswith("opentelemetry-") for dep in dependencies) == traced
@@ -158,15 +168,15 @@ def test_opentelemetry_only_with_traces(combo: str) -> None:
     assert bool(mentions) == traced, mentions
 
 
-MONGODB_COMBOS = sorted(c for c, e in COMBOS.items() if e["answers"]["database"] == "mongodb")
+MONGODB_COMBOS = [c for c, a in RENDERS.answers.items() if a["database"] == "mongodb"]
 SQL_OR_TEST_SERVER = re.compile(r"sqlalchemy|alembic|aiosqlite|asyncpg|secantus", re.IGNORECASE)
 
 
-@pytest.mark.parametrize("combo", MONGODB_COMBOS)
+@pytest.mark.parametrize("combo", params(MONGODB_COMBOS))
 def test_mongodb_render_has_no_sql_and_no_test_server(combo: str) -> None:
     """A Mongo service carries PyMongo and nothing of the SQL stack or the template's
     stand-in test server (the template's own tests start that one)."""
-    project = Path(COMBOS[combo]["dir"])
+    project = project_of(combo)
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert any(dep.startswith("pymongo") for dep in pyproject["project"]["dependencies"])
     for path in project.rglob("*"):
