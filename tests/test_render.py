@@ -88,7 +88,10 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         "observability/prometheus.yml": metrics,
         "observability/grafana/dashboards/service.json": metrics,
         f"{core}/tracing.py": traces,
-        f"{core}/traced_db.py": traces and database != "none",
+        f"{core}/traced_db.py": False,  # traced_sql.py, traced_reads.py, traced_mongo.py
+        f"{core}/traced_sql.py": traces and sql,
+        f"{core}/traced_reads.py": traces and database == "postgresql",
+        f"{core}/traced_mongo.py": traces and database == "mongodb",
         f"{core}/traced_http.py": traces and http != "none",
         "tests/fixtures_tracing.py": traces,
         "tests/test_tracing.py": traces,
