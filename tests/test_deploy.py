@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 import jinja2.meta
@@ -39,6 +40,7 @@ from tests.deploy_renders import (
     OVERLAYS,
     PACKAGE,
     ROOT,
+    SLUG,
     TEMPLATE,
     choices,
     deploy_templates,
@@ -408,7 +410,8 @@ def one(objects: dict[str, dict[str, Any]], kind: str) -> dict[str, Any]:
 def test_every_overlay_builds_and_passes_kubernetes_validate() -> None:
     validate = tool("kubernetes-validate", "uv sync (a dev dependency)")
     trees = kustomized()
-    assert len(trees) == len(choices("database"))
+    # prometheus and otel each add to the manifests of every database.
+    assert len(trees) == len(choices("database")) * len(choices("observability"))
     outputs = [str(p) for t in trees.values() for p in t["outputs"].values()]
     result = run([validate, "--strict", "--quiet", "-k", KUBERNETES_VERSION, *outputs])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -547,6 +550,49 @@ def test_service_and_disruption_budget_select_the_server_pods_only() -> None:
         for job in (o for o in objects.values() if o["kind"] == "Job"):
             job_labels = job["spec"]["template"]["metadata"]["labels"]
             assert not service.items() <= job_labels.items()
+
+
+def test_metrics_are_scraped_from_each_pod_on_a_port_the_service_does_not_expose() -> None:
+    for answers, overlay, objects in manifests():
+        where = (answers["database"], answers["observability"], overlay)
+        config = one(objects, "ConfigMap")["data"]
+        template = one(objects, "Deployment")["spec"]["template"]
+        annotations = template["metadata"].get("annotations", {})
+        (app,) = template["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in app["ports"]}
+        if answers["observability"] == "none":
+            assert "metrics" not in ports, where
+            assert not any(a.startswith("prometheus.io/") for a in annotations), where
+            assert f"{ENV_PREFIX}METRICS_PORT" not in config, where
+            continue
+        port = int(config[f"{ENV_PREFIX}METRICS_PORT"])
+        assert port and port != ports["http"], where  # 0 would serve /metrics on the http port
+        assert ports["metrics"] == port, where
+        assert annotations["prometheus.io/scrape"] == "true", where
+        assert annotations["prometheus.io/port"] == str(port), where
+        assert annotations["prometheus.io/path"] == "/metrics", where
+        exposed = {p["targetPort"] for p in one(objects, "Service")["spec"]["ports"]}
+        assert exposed.isdisjoint({"metrics", port}), where
+
+
+def test_otel_pods_export_traces_to_a_collector_service_with_the_standard_variables() -> None:
+    for answers, overlay, objects in manifests():
+        where = (answers["database"], answers["observability"], overlay)
+        config = one(objects, "ConfigMap")["data"]
+        otel = {name: value for name, value in config.items() if name.startswith("OTEL_")}
+        ratio = config.get(f"{ENV_PREFIX}TRACES_SAMPLE_RATIO")
+        if answers["observability"] != "otel":
+            assert not otel and ratio is None, where
+            continue
+        endpoint = urlsplit(otel["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        # A collector's Service in the cluster, on OTLP/HTTP's port; the exporter adds the path.
+        assert endpoint.scheme == "http" and endpoint.port == 4318, where
+        assert (endpoint.hostname or "").endswith(".svc") and endpoint.path == "", where
+        assert otel["OTEL_SERVICE_NAME"] == SLUG, where
+        assert otel["OTEL_TRACES_EXPORTER"] == "otlp", where
+        assert "OTEL_SDK_DISABLED" not in otel, where
+        assert 0 < float(ratio or "nan") <= 1, where
+        assert float(ratio or "nan") == (1.0 if overlay == "staging" else 0.1), where
 
 
 # ---------------------------------------------------------------------------- CI
