@@ -297,12 +297,19 @@ class Renders:
         project = self.project(cid)
         return project.with_name(f"{project.name}.code").read_text()
 
+    def projects(self, cids: list[str]) -> list[Path]:
+        """Several combinations' projects, the missing ones rendered on every core (a render
+        another process holds is waited for)."""
+        jobs = [self._job(cid) for cid in cids]
+        missing = [job for job in jobs if not Path(job[0], f"c{job[1]:04d}.code").exists()]
+        if len(missing) > 1:
+            workers = os.cpu_count() or 2
+            with ProcessPoolExecutor(max_workers=workers, initializer=renderer_process) as pool:
+                list(pool.map(_render_if_missing, missing, chunksize=8))
+        return [self.project(cid) for cid in cids]
+
     def render_all(self) -> None:
-        """Every combination, on every core (the renders another process holds are waited for)."""
-        jobs = [self._job(cid) for cid in self.answers]
-        workers = os.cpu_count() or 2
-        with ProcessPoolExecutor(max_workers=workers, initializer=renderer_process) as pool:
-            list(pool.map(_render_if_missing, jobs, chunksize=8))
+        self.projects(list(self.answers))
 
 
 RENDERS = Renders()
