@@ -337,7 +337,7 @@ def _target(name: str, value: float, op: str, limit: float) -> str:
     return f"- {'met ' if met else 'MISS'} {name}: {fmt(value, 2)} (target {op} {limit})"
 
 
-INSTRUCTION_ENDPOINTS = ("health", "get", "list")
+INSTRUCTION_ENDPOINTS = ("health", "get", "list", "create")
 
 
 def wait_for_file(path: Path, process: subprocess.Popen[bytes], log_path: Path) -> None:
