@@ -7,9 +7,10 @@ waits for SIGNAL.go; run.py switches instrumentation on, so only the N measured 
 are counted. It touches SIGNAL.done, run.py switches instrumentation off and touches
 SIGNAL.stop, and the app shuts down.
 
-python instructions.py service|baseline health|get|list N SIGNAL
+python instructions.py service|baseline health|get|list|create N SIGNAL
 """
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,26 +19,33 @@ from typing import Any
 from asgi_lifespan import LifespanManager
 
 PATHS = {
-    "health": ("/health/live", b""),
-    "get": ("/items/{}", b""),
-    "list": ("/items", b"limit=10"),
+    "health": ("GET", "/health/live", b""),
+    "get": ("GET", "/items/{}", b""),
+    "list": ("GET", "/items", b"limit=10"),
+    "create": ("POST", "/items", b""),
 }
+# create: a name unique per app, run and request (no 409s), as bench/load.lua sends.
+CREATE_BODY = '{{"name":"cg-{}-{}-{}","description":"created by callgrind","quantity":{}}}'
+EXPECTED = {"create": 201}
 WARMUP = 100
 N_ITEMS = 200  # ids rotate over 1..N_ITEMS, seeded by run.py (--items is at least this)
 
 
-def scope(path: str, query: bytes) -> dict[str, Any]:
+def scope(method: str, path: str, query: bytes) -> dict[str, Any]:
+    headers = [(b"host", b"bench")]
+    if method == "POST":
+        headers.append((b"content-type", b"application/json"))
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
         "query_string": query,
         "root_path": "",
-        "headers": [(b"host", b"bench")],
+        "headers": headers,
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
@@ -53,11 +61,12 @@ async def main(app_name: str, endpoint: str, n: int, signal: str) -> None:
         from bench_service.app import create_app  # type: ignore[import-not-found]
     else:
         from baseline import create_app  # type: ignore[import-not-found]
-    path, query = PATHS[endpoint]
+    method, path, query = PATHS[endpoint]
     statuses: list[int] = []
+    body = b""
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -70,11 +79,17 @@ async def main(app_name: str, endpoint: str, n: int, signal: str) -> None:
             if i == WARMUP:
                 Path(signal + ".ready").touch()
                 wait_for(Path(signal + ".go"))
-            await manager.app(scope(path.format(i * 7919 % N_ITEMS + 1), query), receive, send)
+            if method == "POST":
+                body = CREATE_BODY.format(app_name, os.getpid(), i, i % 100).encode()
+            request = scope(method, path.format(i * 7919 % N_ITEMS + 1), query)
+            await manager.app(request, receive, send)
         Path(signal + ".done").touch()
         wait_for(Path(signal + ".stop"))
-    if set(statuses) != {200}:
-        raise SystemExit(f"{app_name} {endpoint}: statuses {sorted(set(statuses))}, expected 200")
+    expected = EXPECTED.get(endpoint, 200)
+    if set(statuses) != {expected}:
+        raise SystemExit(
+            f"{app_name} {endpoint}: statuses {sorted(set(statuses))}, expected {expected}"
+        )
 
 
 if __name__ == "__main__":
