@@ -164,8 +164,22 @@ def cheaper_renders(patch: pytest.MonkeyPatch) -> None:
         return compiled[key]
 
     patch.setattr(jinja2.Environment, "compile", compile_once)
+    # Most of the strings Copier renders are plain path parts (`src`, `tests`, `core`): a
+    # string without a Jinja delimiter, or a newline (Jinja may drop a trailing one), renders
+    # as itself, without a template and a context built for it.
+    render_string = copier_main.Worker._render_string
+
+    def render_plain_as_is(self: Any, string: Any, extra_context: Any = None) -> Any:
+        if isinstance(string, str) and not any(mark in string for mark in _NOT_PLAIN):
+            return string
+        return render_string(self, string, extra_context)
+
+    patch.setattr(copier_main.Worker, "_render_string", render_plain_as_is)
     _render_context_once(patch)
     _config_parsed_once(patch)
+
+
+_NOT_PLAIN = ("{{", "{%", "{#", "\n")
 
 
 def _render_context_once(patch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ survives; config files parse."""
 
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,19 +115,25 @@ def answers_of(combo: str) -> dict[str, Any]:
     return RENDERS.answers[combo]
 
 
-ALL = pytest.mark.parametrize("combo", params(list(RENDERS.answers)))
+Check = Callable[[Path, dict[str, Any]], None]
+# What every rendered combination must satisfy; one test per combination runs them all and
+# names each that fails (7,000 tests of a few milliseconds each cost more to run than to check).
+CHECKS: list[Check] = []
 
 
-@ALL
-def test_files_of_chosen_options_only(combo: str) -> None:
-    project = project_of(combo)
-    expected = expected_presence(answers_of(combo))
+def check(function: Check) -> Check:
+    CHECKS.append(function)
+    return function
+
+
+@check
+def files_of_chosen_options_only(project: Path, answers: dict[str, Any]) -> None:
+    expected = expected_presence(answers)
     assert {path: (project / path).exists() for path in expected} == expected
 
 
-@ALL
-def test_no_jinja_survives(combo: str) -> None:
-    project = project_of(combo)
+@check
+def no_jinja_survives(project: Path, _: dict[str, Any]) -> None:
     for path in project.rglob("*"):
         if path.is_file() and path.suffix != ".mako":
             text = path.read_text()
@@ -135,34 +142,31 @@ def test_no_jinja_survives(combo: str) -> None:
         assert not path.name.endswith(".jinja"), path
 
 
-@ALL
-def test_python_version_is_the_chosen_one(combo: str) -> None:
-    project, version = project_of(combo), answers_of(combo)["python_version"]
+@check
+def python_version_is_the_chosen_one(project: Path, answers: dict[str, Any]) -> None:
+    version = answers["python_version"]
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == f">={version}"
     assert (project / ".python-version").read_text().strip() == version
 
 
-@ALL
-def test_answers_are_recorded(combo: str) -> None:
-    recorded = yaml.safe_load((project_of(combo) / ".copier-answers.yml").read_text())
-    answers = answers_of(combo)
+@check
+def answers_are_recorded(project: Path, answers: dict[str, Any]) -> None:
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert {key: recorded.get(key) for key in answers} == answers
 
 
-@ALL
-def test_yaml_files_parse(combo: str) -> None:
-    project = project_of(combo)
+@check
+def yaml_files_parse(project: Path, _: dict[str, Any]) -> None:
     for path in [*project.glob("*.y*ml"), *project.glob(".*.y*ml"), *project.rglob("*.yml")]:
         if path.name != ".copier-answers.yml":
             assert yaml.safe_load(path.read_text()), path.relative_to(project)
 
 
-@ALL
-def test_opentelemetry_only_with_traces(combo: str) -> None:
+@check
+def opentelemetry_only_with_traces(project: Path, answers: dict[str, Any]) -> None:
     """Zero cost without `otel`: no dependency, no import, no middleware, no setting."""
-    project = project_of(combo)
-    traced = answers_of(combo)["observability"] == "otel"
+    traced = answers["observability"] == "otel"
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     dependencies = pyproject["project"]["dependencies"]
     assert any(dep.startswith("opentelemetry-") for dep in dependencies) == traced
@@ -171,21 +175,33 @@ def test_opentelemetry_only_with_traces(combo: str) -> None:
     assert bool(mentions) == traced, mentions
 
 
-MONGODB_COMBOS = [c for c, a in RENDERS.answers.items() if a["database"] == "mongodb"]
 SQL_OR_TEST_SERVER = re.compile(r"sqlalchemy|alembic|aiosqlite|asyncpg|secantus", re.IGNORECASE)
 
 
-@pytest.mark.parametrize("combo", params(MONGODB_COMBOS))
-def test_mongodb_render_has_no_sql_and_no_test_server(combo: str) -> None:
+@check
+def mongodb_render_has_no_sql_and_no_test_server(project: Path, answers: dict[str, Any]) -> None:
     """A Mongo service carries PyMongo and nothing of the SQL stack or the template's
     stand-in test server (the template's own tests start that one)."""
-    project = project_of(combo)
+    if answers["database"] != "mongodb":
+        return
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert any(dep.startswith("pymongo") for dep in pyproject["project"]["dependencies"])
     for path in project.rglob("*"):
         if path.is_file():
             found = SQL_OR_TEST_SERVER.search(path.read_text())
             assert not found, f"{found and found.group()} in {path.relative_to(project)}"
+
+
+@pytest.mark.parametrize("combo", params(list(RENDERS.answers)))
+def test_combination_renders_cleanly(combo: str) -> None:
+    project, answers = project_of(combo), answers_of(combo)
+    failed = []
+    for run in CHECKS:
+        try:
+            run(project, answers)
+        except Exception as error:  # noqa: BLE001 - each check's failure is reported, all of them
+            failed.append(f"{run.__name__}: {type(error).__name__}: {error}")
+    assert not failed, "\n\n".join(failed)
 
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template"
