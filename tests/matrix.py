@@ -274,7 +274,10 @@ def _render_if_missing(job: tuple[str, int, dict[str, Any]]) -> None:
             return
         shutil.rmtree(dst, ignore_errors=True)
         render(dst, combo, _source(target))
-        code.write_text(code_hash(dst))
+        # Others take the file's existence, unlocked, for "rendered": it appears whole.
+        written = code.with_suffix(".tmp")
+        written.write_text(code_hash(dst))
+        written.replace(code)
 
 
 class Renders:

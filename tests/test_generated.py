@@ -6,6 +6,9 @@ and the project's own pytest suite) runs on the covering set (tests/matrix.py): 
 of option values that a valid combination has, and every database on every Python version.
 """
 
+import fcntl
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -125,20 +128,35 @@ RUFF_TEST = "test_variant_is_ruff_clean"
 
 
 @pytest.fixture(scope="session")
-def ruff_reports(request: pytest.FixtureRequest) -> dict[Path, str]:
+def ruff_reports(request: pytest.FixtureRequest) -> dict[str, str]:
     """ruff's findings, by project, for every variant this session lints: one `ruff format
     --check` and one `ruff check` over all of them (each file under its own project's
-    configuration), instead of two processes per variant."""
+    configuration), instead of two processes per variant; run by the first worker that
+    asks, under a lock, and read by the others."""
     keys = [
         item.callspec.params["key"]
         for item in request.session.items
         if isinstance(item, pytest.Function) and item.originalname == RUFF_TEST
     ]
     projects = RENDERS.projects([representative(key) for key in keys])
-    reports = dict.fromkeys(projects, "")
+    renders = projects[0].parent  # every render's directory
+    names = sorted(project.name for project in projects)
+    saved = renders / f"ruff-{hashlib.sha256(' '.join(names).encode()).hexdigest()[:12]}.json"
+    with (renders / f"{saved.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.exists():
+            saved.write_text(json.dumps(_lint(renders, names)))
+    reports: dict[str, str] = json.loads(saved.read_text())
+    return reports
+
+
+def _lint(renders: Path, names: list[str]) -> dict[str, str]:
+    reports = dict.fromkeys(names, "")
     for args in (("format", "--check"), ("check", "--output-format", "concise")):
+        # Run from the renders' directory: ruff names each file relative to it.
         result = subprocess.run(
-            [*RUFF, *args, "--no-cache", *map(str, projects)],
+            [*RUFF, *args, "--no-cache", *names],
+            cwd=renders,
             capture_output=True,
             text=True,
             check=False,
@@ -147,11 +165,12 @@ def ruff_reports(request: pytest.FixtureRequest) -> dict[Path, str]:
             continue
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         found = False
-        for project in projects:
-            mine = [line for line in lines if f"{project}/" in line]
+        for name in names:
+            path = re.compile(rf"(?<![\w/.-]){re.escape(name)}/")
+            mine = [line for line in lines if path.search(line)]
             if mine:
                 found = True
-                reports[project] += f"ruff {args[0]}:\n" + "\n".join(mine) + "\n"
+                reports[name] += f"ruff {args[0]}:\n" + "\n".join(mine) + "\n"
         assert result.returncode == 1 and found, f"ruff {args[0]}:\n{result.stdout}{result.stderr}"
     return reports
 
@@ -164,8 +183,8 @@ def ruff_reports(request: pytest.FixtureRequest) -> dict[Path, str]:
     ],
     ids=variant_id,
 )
-def test_variant_is_ruff_clean(key: tuple[Any, ...], ruff_reports: dict[Path, str]) -> None:
-    assert ruff_reports[RENDERS.project(representative(key))] == ""
+def test_variant_is_ruff_clean(key: tuple[Any, ...], ruff_reports: dict[str, str]) -> None:
+    assert ruff_reports[RENDERS.project(representative(key)).name] == ""
 
 
 @pytest.mark.slow
