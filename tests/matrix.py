@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import functools
 import hashlib
 import itertools
 import os
@@ -399,10 +400,11 @@ def deep_set(chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return deep
 
 
-def quick_set() -> list[str]:
+@functools.cache
+def quick_set() -> tuple[str, ...]:
     """The combinations the quick loop (`-m "not slow"`) renders and checks: every pair of
     values of every answer, ci and docker included, and every database on every Python."""
-    return [combo_id(c) for c in covering_set(combinations())]
+    return tuple(combo_id(c) for c in covering_set(combinations()))
 
 
 def params(ids: list[str]) -> list[Any]:
