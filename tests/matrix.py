@@ -127,25 +127,33 @@ def renderer_process() -> None:
 
 
 @contextmanager
-def renders_made_cheaper() -> Iterator[None]:
-    """The same, for the block only (a test that renders in the test process)."""
+def renders_made_cheaper(*, in_repositories: bool = False) -> Iterator[None]:
+    """The same, for the block only (a test that renders in the test process).
+
+    `in_repositories`: for `copier copy` and `copier update` between git repositories (a
+    tagged template history, a service's own repository), which keep every git call that
+    decides what gets rendered and merged."""
     with pytest.MonkeyPatch.context() as patch:
-        cheaper_renders(patch)
+        cheaper_renders(patch, in_repositories=in_repositories)
         yield
 
 
-def cheaper_renders(patch: pytest.MonkeyPatch) -> None:
+def cheaper_renders(patch: pytest.MonkeyPatch, *, in_repositories: bool = False) -> None:
     """Make renders cheaper without changing what they produce."""
-    # With git on PATH Copier asks it about every rendered file's index entry (for
-    # destinations inside a repository, which these never are): a process per file.
-    # The same for the template (a snapshot: plain files, never a repository or a bundle)
-    # and the destination (a temporary directory): three git processes per render.
+    # With git on PATH Copier asks it about every rendered file's index entry, to copy an
+    # executable bit into the index where core.fileMode is false: a process per file. It is
+    # true (git's default here) in every repository these tests make, where the call is a
+    # no-op; and renders into temporary directories are in no repository at all.
     patch.setattr(copier_main, "is_git_available", lambda: False)
-    patch.setattr(copier_template, "is_git_available", lambda: False)
-    patch.setattr(copier_subproject, "is_in_git_repo", lambda path: False)
+    if not in_repositories:
+        # The template (a snapshot: plain files, never a repository or a bundle) and the
+        # destination (a temporary directory): two more git processes per render.
+        patch.setattr(copier_template, "is_git_available", lambda: False)
+        patch.setattr(copier_subproject, "is_in_git_repo", lambda path: False)
     # Copier builds a new Jinja environment per render and compiles every file, name and
-    # path part again: two thirds of a render. Every render here compiles the same sources
-    # with the same environment settings, so one compiled code object serves them all.
+    # path part again: two thirds of a render. One compiled code object serves every render
+    # of the same source under the same compile-time settings (two template versions may
+    # set different delimiters or extensions).
     compile_source = jinja2.Environment.compile
     compiled: dict[tuple[Any, ...], Any] = {}
 
@@ -159,7 +167,7 @@ def cheaper_renders(patch: pytest.MonkeyPatch) -> None:
     ) -> Any:
         if not isinstance(source, str):
             return compile_source(self, source, name, filename, raw, defer_init)
-        key = (source, name, filename, raw, defer_init)
+        key = (source, name, filename, raw, defer_init, _compile_settings(self))
         if key not in compiled:
             compiled[key] = compile_source(self, source, name, filename, raw, defer_init)
         return compiled[key]
@@ -181,6 +189,17 @@ def cheaper_renders(patch: pytest.MonkeyPatch) -> None:
 
 
 _NOT_PLAIN = ("{{", "{%", "{#", "\n")
+
+
+def _compile_settings(env: jinja2.Environment) -> tuple[Any, ...]:
+    """What Jinja reads from the environment while compiling (its lexer and extensions)."""
+    return (
+        env.block_start_string, env.block_end_string, env.variable_start_string,
+        env.variable_end_string, env.comment_start_string, env.comment_end_string,
+        env.line_statement_prefix, env.line_comment_prefix, env.trim_blocks,
+        env.lstrip_blocks, env.newline_sequence, env.keep_trailing_newline,
+        tuple(sorted(env.extensions)), env.optimized, env.autoescape, env.undefined,
+    )  # fmt: skip
 
 
 def _render_context_once(patch: pytest.MonkeyPatch) -> None:

@@ -138,6 +138,9 @@ class Controls:
         self._projects: dict[str, Path] = {}
         self._results: dict[tuple[str, tuple[str, ...]], tuple[int, str]] = {}
 
+    def lock(self, database: str) -> Path:
+        return self._projects[database] / "uv.lock"
+
     def run(self, database: str, source: Path, command: tuple[str, ...]) -> tuple[int, str]:
         key = (database, command)
         if key not in self._results:
@@ -170,6 +173,8 @@ def test_guard_catches_injected_mistake(
     )
     project = tmp_path / "service"
     shutil.copytree(source, project)
+    # The control's lock: the same pyproject, so `uv sync` needs no resolution of its own.
+    shutil.copy2(controls.lock(database), project / "uv.lock")
     target = project / "src" / PACKAGE / mistake.path
     original = target.read_text()
     assert mistake.anchor in original, f"the template changed: update the {mistake.name} case"
