@@ -5,13 +5,17 @@ from __future__ import annotations
 import fcntl
 import glob
 import hashlib
+import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -169,22 +173,62 @@ def run_dir(name: str) -> Path:
 
 
 def mypy(project: Path, python_version: str) -> subprocess.CompletedProcess[str]:
-    """`mypy` as the project runs it, its cache seeded by an earlier project of this run on
-    the same Python: the libraries (FastAPI, pydantic, SQLAlchemy) are most of a cold run's
-    work, and mypy checks every cached module against its source's hash before using it."""
-    seed = run_dir("copier-async-service-mypy") / python_version
+    """`mypy` as the project runs it, its cache seeded with the libraries (FastAPI, pydantic,
+    SQLAlchemy: most of a cold run's work) that this run's earlier projects with the same
+    mypy configuration checked. mypy checks every cached module against its source's hash
+    before using it; a project's own modules are never seeded (two variants' differ)."""
+    config = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["mypy"]
+    key = hashlib.sha256(json.dumps([python_version, config], sort_keys=True).encode())
+    seed = run_dir("copier-async-service-mypy") / key.hexdigest()[:12]
     cache = project / ".mypy_cache"
-    if seed.is_dir() and not cache.exists():
-        shutil.copytree(seed, cache)
+    own = {"tests", *(path.name for path in (project / "src").iterdir() if path.is_dir())}
+    with _locked(seed.with_suffix(".lock")):
+        if seed.is_dir() and not cache.exists():
+            shutil.copytree(seed, cache)
     result = run(project, UV, "run", "--no-sync", "mypy")
-    if result.returncode == 0 and not seed.exists():
-        staged = Path(tempfile.mkdtemp(dir=seed.parent))
-        shutil.copytree(cache, staged, dirs_exist_ok=True)
-        try:
-            staged.rename(seed)  # atomic: another worker's seed may have won the race
-        except OSError:
-            shutil.rmtree(staged, ignore_errors=True)
+    if result.returncode == 0:
+        with _locked(seed.with_suffix(".lock")):
+            _seed_libraries(cache, seed, own)
     return result
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _seed_libraries(cache: Path, seed: Path, own: set[str]) -> None:
+    """Add the modules in `cache` (mypy's SQLite cache shards) that `seed` lacks, but for the
+    project's own packages; each module's rows (meta and data) come from one project."""
+    if not seed.exists():
+        shutil.copytree(cache, seed)
+        for shard in seed.rglob("cache.*.db"):
+            with closing(sqlite3.connect(shard)) as db, db:
+                for top in own:
+                    db.execute("DELETE FROM files2 WHERE path LIKE ?", (f"{top}/%",))
+        return
+    for shard in cache.rglob("cache.*.db"):
+        target = seed / shard.relative_to(cache)
+        if not target.exists():
+            continue  # a shard the seed never had: the next project seeds it
+        with closing(sqlite3.connect(target)) as db, db:
+            had = {_module(path) for (path,) in db.execute("SELECT path FROM files2")}
+            with closing(sqlite3.connect(shard)) as source:
+                rows = [
+                    row
+                    for row in source.execute("SELECT path, mtime, data FROM files2")
+                    if row[0].split("/", 1)[0] not in own and _module(row[0]) not in had
+                ]
+            db.executemany(
+                "INSERT OR IGNORE INTO files2 (path, mtime, data) VALUES (?, ?, ?)", rows
+            )
+
+
+def _module(path: str) -> str:
+    """`sqlalchemy/engine/base.meta.ff` -> `sqlalchemy/engine/base`."""
+    return path.split(".", 1)[0]
 
 
 def verify(
