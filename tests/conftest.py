@@ -79,8 +79,11 @@ def cost_rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Heaviest first, and xdist hands out tests two at a time in this order (`--dist load
-    --maxschedchunk 2`): the longest tests start at once on both workers and the many short
-    ones fill in at the end, so the workers end together. (`worksteal` gave one worker the
-    whole first half of the list: every slow test, then stolen back late.)"""
+    """Heaviest first, and xdist hands out tests one at a time in this order (`--dist load
+    --maxschedchunk 1`, each worker holding its test and the next): the longest tests start
+    at once on every worker and the many short ones fill in at the end, so the workers end
+    together. With chunks of 2 a worker running short tests got two for each one it
+    finished, piled up a hundred, and ran them alone for the last 80 s behind a slow one.
+    (`worksteal` gave one worker the whole first half of the list: every slow test, then
+    stolen back late.)"""
     items.sort(key=cost_rank)
