@@ -205,14 +205,14 @@ def _seed_libraries(cache: Path, seed: Path, own: set[str]) -> None:
     if not seed.exists():
         shutil.copytree(cache, seed)
         for shard in seed.rglob("cache.*.db"):
-            with closing(sqlite3.connect(shard)) as db, db:
-                for top in own:
-                    db.execute("DELETE FROM files2 WHERE path LIKE ?", (f"{top}/%",))
+            _drop_own(shard, own)
         return
     for shard in cache.rglob("cache.*.db"):
         target = seed / shard.relative_to(cache)
-        if not target.exists():
-            continue  # a shard the seed never had: the next project seeds it
+        if not target.exists():  # a shard the seed lacks: this project's, less its own
+            shutil.copy2(shard, target)
+            _drop_own(target, own)
+            continue
         with closing(sqlite3.connect(target)) as db, db:
             had = {_module(path) for (path,) in db.execute("SELECT path FROM files2")}
             with closing(sqlite3.connect(shard)) as source:
@@ -224,6 +224,12 @@ def _seed_libraries(cache: Path, seed: Path, own: set[str]) -> None:
             db.executemany(
                 "INSERT OR IGNORE INTO files2 (path, mtime, data) VALUES (?, ?, ?)", rows
             )
+
+
+def _drop_own(shard: Path, own: set[str]) -> None:
+    with closing(sqlite3.connect(shard)) as db, db:
+        for top in own:
+            db.execute("DELETE FROM files2 WHERE path LIKE ?", (f"{top}/%",))
 
 
 def _module(path: str) -> str:
