@@ -265,7 +265,7 @@ def renders_dir() -> Path:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     with path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -275,7 +275,7 @@ def _source(target: Path) -> Path:
     """The snapshot every render of this tree comes from, taken once."""
     source, done = target / "template-source", target / "template-source.done"
     if not done.exists():
-        with _locked(target / "template-source.lock"):
+        with locked(target / "template-source.lock"):
             if not done.exists():
                 shutil.rmtree(source, ignore_errors=True)
                 snapshot(source)
@@ -289,7 +289,7 @@ def _render_if_missing(job: tuple[str, int, dict[str, Any]]) -> None:
     dst, code = target / f"c{index:04d}", target / f"c{index:04d}.code"
     if code.exists():
         return
-    with _locked(target / f"c{index:04d}.lock"):
+    with locked(target / f"c{index:04d}.lock"):
         if code.exists():
             return
         shutil.rmtree(dst, ignore_errors=True)
@@ -355,6 +355,11 @@ RENDERS = Renders()
 # The answers that change a rendered project's code; ci and docker change only CI, Docker
 # and README files, which the render tests check for every combination.
 CODE_AXES = ("python_version", "database", "example_resource", "http_client", "observability")
+
+
+def code_key(answers: dict[str, Any]) -> tuple[Any, ...]:
+    """The answers that change code: combinations that agree on them render the same code."""
+    return tuple(answers.get(axis) for axis in CODE_AXES)
 
 
 def _pairs(combo: dict[str, Any]) -> set[tuple[tuple[str, Any], tuple[str, Any]]]:

@@ -22,6 +22,7 @@ from tests.matrix import (
     CODE_AXES,
     DEEP_MODULES,
     RENDERS,
+    code_key,
     combinations,
     covering_set,
     deep_set,
@@ -32,10 +33,6 @@ from tests.toolchain import verify
 RUFF = (sys.executable, "-m", "ruff")
 # pytest's last line with -q, e.g. "120 passed, 2 deselected in 9.81s".
 SUMMARY = re.compile(r"^(?P<counts>\d+ \w+.*) in [\d.]+s", re.MULTILINE)
-
-
-def code_key(answers: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(answers.get(axis) for axis in CODE_AXES)
 
 
 # A variant: the combinations that agree on the answers that change code, which render the

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.matrix import CODE_AXES, CODE_PATHS, RENDERS, combinations, params, quick_set
+from tests.matrix import CODE_PATHS, RENDERS, code_key, combinations, params, quick_set
 
 QUICK = frozenset(quick_set())
 PACKAGE = "matrix_service"
@@ -115,25 +115,14 @@ def answers_of(combo: str) -> dict[str, Any]:
     return RENDERS.answers[combo]
 
 
-# The combinations whose code (src/, tests/, pyproject.toml) is read by the checks: the quick
-# set's, and the first of every variant (the combinations that agree on the answers that
-# change code) without one there. The others' code is byte-identical to theirs (each test
-# compares the hashes), so their checks read only the files outside it: CI, Docker, README.
-READ_WHOLE = set(quick_set())
-_variants_read: set[tuple[Any, ...]] = {
-    tuple(RENDERS.answers[cid].get(axis) for axis in CODE_AXES) for cid in READ_WHOLE
-}
-_read_for: dict[tuple[Any, ...], str] = {}
-for _cid, _answers in RENDERS.answers.items():
-    _key = tuple(_answers.get(axis) for axis in CODE_AXES)
-    if _key not in _variants_read:
-        _variants_read.add(_key)
-        READ_WHOLE.add(_cid)
-    if _cid in READ_WHOLE:
-        _read_for.setdefault(_key, _cid)
+# The render whose code (src/, tests/, pyproject.toml) the checks read for each combination:
+# its own, or one of the same variant (the combinations that agree on the answers that change
+# code), a quick-set one where there is one, so the quick loop reads every variant it renders.
+# The others' code is byte-identical (each test compares the hashes): their checks read only
+# the files outside it (CI, Docker, README). quick_set() is a list: every worker agrees.
+_readers = {code_key(RENDERS.answers[cid]): cid for cid in quick_set()}
 CODE_READ_IN = {
-    cid: _read_for[tuple(answers.get(axis) for axis in CODE_AXES)]
-    for cid, answers in RENDERS.answers.items()
+    cid: _readers.setdefault(code_key(answers), cid) for cid, answers in RENDERS.answers.items()
 }
 
 
@@ -141,7 +130,7 @@ def files_to_read(project: Path, combo: str) -> list[Path]:
     """Every file of the render, or, where another render of the same code is read whole,
     the files outside the code once the two codes are shown to be the same."""
     found = [path for path in project.rglob("*") if path.is_file()]
-    if combo in READ_WHOLE:
+    if CODE_READ_IN[combo] == combo:
         return found
     assert RENDERS.code(combo) == RENDERS.code(CODE_READ_IN[combo]), "same answers, other code"
     code = tuple(project / top for top in CODE_PATHS)

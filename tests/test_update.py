@@ -272,9 +272,9 @@ def assert_suite_passes(
 ) -> None:
     """`whole`: lint, types and the whole suite, its owner's routes fuzzed too, but for the
     signal tests (the process's drain and exit on SIGTERM and SIGINT: core code that the
-    owner's growth does not change, tested by the covering set). Otherwise the core and generated tests must
-    equal a fresh render (whose suite the covering set runs), and lint plus the owner-facing
-    and owner's own tests run."""
+    owner's growth does not change, tested by the covering set). Otherwise the core and
+    generated tests must equal a fresh render (whose suite the covering set runs), and lint
+    plus the owner-facing and owner's own tests run."""
     if whole:
         output = verify(
             dst, BASE_ANSWERS["python_version"], service_env(database, request),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import hashlib
 import json
@@ -14,12 +13,12 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.matrix import code_hash
+from tests.matrix import code_hash, locked
 
 # The uv of the template's own environment: a bare `uv` may be a pyenv shim that the rendered
 # project's .python-version redirects to an interpreter without uv.
@@ -182,21 +181,14 @@ def mypy(project: Path, python_version: str) -> subprocess.CompletedProcess[str]
     seed = run_dir("copier-async-service-mypy") / key.hexdigest()[:12]
     cache = project / ".mypy_cache"
     own = {"tests", *(path.name for path in (project / "src").iterdir() if path.is_dir())}
-    with _locked(seed.with_suffix(".lock")):
+    with locked(seed.with_suffix(".lock")):
         if seed.is_dir() and not cache.exists():
             shutil.copytree(seed, cache)
     result = run(project, UV, "run", "--no-sync", "mypy")
     if result.returncode == 0:
-        with _locked(seed.with_suffix(".lock")):
+        with locked(seed.with_suffix(".lock")):
             _seed_libraries(cache, seed, own)
     return result
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _seed_libraries(cache: Path, seed: Path, own: set[str]) -> None:
@@ -257,8 +249,7 @@ def verify(
         repr((code_hash(project), python_version, pytest_args, sorted(env or {}), types)).encode()
     ).hexdigest()[:16]
     cache = run_dir("copier-async-service-verified")
-    with (cache / f"{key}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(cache / f"{key}.lock"):
         done = cache / f"{key}.out"
         if done.exists():
             return done.read_text()
