@@ -51,6 +51,12 @@ from tests.toolchain import find_python
 PACKAGE = os.environ.get("BENCH_PACKAGE", "bench_service")
 ENV_PREFIX = PACKAGE.upper() + "_"
 APPS = ("service", "baseline")
+# With --observability other than none: the same service rendered with `none`, run beside it,
+# so that the choice's cost is measured side by side in one run (not between two runs, on a
+# machine whose speed drifts between minutes).
+BARE = "bare"
+# The issue's cost targets on get-by-id throughput, against the bare service.
+OBSERVABILITY_COST_TARGETS = {"prometheus": 0.10, "otel": 0.20}
 # How long each connection holds its first request, so that all are open before the load
 # starts. Opened under load, they queue to be accepted: uvloop's libuv accepts one connection
 # per loop iteration (libuv#3696), so the last of 100 waited 390 ms on the service and 200 ms
@@ -226,6 +232,10 @@ class Point:
     connections: int
     runs: dict[str, list[Run]] = field(default_factory=lambda: {app: [] for app in APPS})
 
+    def ratio_to(self, app: str, other: str, attribute: str) -> float:
+        theirs = self.median(other, attribute)
+        return self.median(app, attribute) / theirs if theirs else float("nan")
+
     def median(self, app: str, attribute: str) -> float:
         values = [getattr(run, attribute) for run in self.runs[app]]
         return statistics.median(values) if values else float("nan")
@@ -234,9 +244,7 @@ class Point:
         return sum(getattr(run, attribute) for run in self.runs[app])
 
     def ratio(self, attribute: str) -> float:
-        service = self.median("service", attribute)
-        baseline = self.median("baseline", attribute)
-        return service / baseline if baseline else float("nan")
+        return self.ratio_to("service", "baseline", attribute)
 
 
 def wrk(
@@ -329,6 +337,43 @@ def targets(points: list[Point]) -> list[str]:
     return lines
 
 
+def cost_table(points: list[Point], choice: str) -> str:
+    """The observability choice against the bare service, measured in the same points."""
+    lines = [
+        (
+            f"| endpoint | conns | none req/s | {choice} req/s | throughput cost "
+            f"| p99 ms none / {choice} | p99 ratio | errors none / {choice} |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for point in points:
+        m = point.median
+        lines.append(
+            f"| {point.endpoint} | {point.connections} "
+            f"| {fmt(m(BARE, 'rps'), 0)} | {fmt(m('service', 'rps'), 0)} "
+            f"| {fmt(100 * (1 - point.ratio_to('service', BARE, 'rps')))}% "
+            f"| {fmt(m(BARE, 'p99_ms'))} / {fmt(m('service', 'p99_ms'))} "
+            f"| {fmt(point.ratio_to('service', BARE, 'p99_ms'), 2)} "
+            f"| {point.total(BARE, 'errors')} / {point.total('service', 'errors')} |"
+        )
+    return "\n".join(lines)
+
+
+def cost_targets(points: list[Point], choice: str) -> list[str]:
+    """The issue's observability targets: get-by-id throughput lost against `none`."""
+    limit = OBSERVABILITY_COST_TARGETS[choice]
+    return [
+        _target(
+            f"{choice} get @{point.connections} throughput cost",
+            1 - point.ratio_to("service", BARE, "rps"),
+            "<=",
+            limit,
+        )
+        for point in points
+        if point.endpoint == "get" and point.connections in (10, 100)
+    ]
+
+
 def _target(name: str, value: float, op: str, limit: float) -> str:
     met = value >= limit if op == ">=" else value <= limit
     return f"- {'met ' if met else 'MISS'} {name}: {fmt(value, 2)} (target {op} {limit})"
@@ -353,9 +398,10 @@ def count_instructions(
     signal_base = workdir / f"cg-{app}-{endpoint}"
     out = workdir / f"callgrind-{app}-{endpoint}.out"
     log_path = workdir / f"callgrind-{app}-{endpoint}.log"
+    kind = "baseline" if app == "baseline" else "service"  # the bare one is a service too
     command = [
         "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-        python, str(BENCH / "instructions.py"), app, endpoint, str(n), str(signal_base),
+        python, str(BENCH / "instructions.py"), kind, endpoint, str(n), str(signal_base),
     ]  # fmt: skip
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -379,13 +425,19 @@ def count_instructions(
 
 
 def instructions_table(counts: dict[tuple[str, str], int], endpoints: list[str]) -> str:
+    bare = any(app == BARE for _, app in counts)
     lines = [
-        "| endpoint | service instr/request | baseline instr/request | ratio |",
-        "|---|---|---|---|",
+        "| endpoint | service instr/request | baseline instr/request | ratio |"
+        + (" none instr/request | cost against none |" if bare else ""),
+        "|---|---|---|---|" + ("---|---|" if bare else ""),
     ]
     for endpoint in endpoints:
         service, baseline = counts[endpoint, "service"], counts[endpoint, "baseline"]
-        lines.append(f"| {endpoint} | {service:,} | {baseline:,} | {baseline / service:.2f} |")
+        line = f"| {endpoint} | {service:,} | {baseline:,} | {baseline / service:.2f} |"
+        if bare:
+            none = counts[endpoint, BARE]
+            line += f" {none:,} | {100 * (service / none - 1):+.1f}% |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -425,8 +477,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--observability",
         choices=("none", "prometheus", "otel"),
         default="none",
-        help="the service's observability answer (default none: the bare service); run "
-        "once per choice and compare the service's figures. otel traces "
+        help="the service's observability answer (default none: the bare service); with "
+        "another choice the same service rendered with none runs beside it in every point, "
+        "and a second table gives the choice's cost against it. otel traces "
         f"{BENCH_TRACES_SAMPLE_RATIO} of the requests and exports them over OTLP/HTTP to a "
         "local sink that drops them",
     )
@@ -542,6 +595,15 @@ def main(argv: list[str] | None = None) -> int:
             log("uv sync")
             check_call([UV, "sync", "--python", find_python(args.python)], cwd=project)
         python = str(project / ".venv" / "bin" / "python")
+        apps = list(APPS)
+        pythons = {"service": python, "baseline": python}
+        if args.observability != "none":
+            bare = workdir / "bare-service"
+            log(f"rendering the same service with observability=none into {bare}")
+            render(bare, "none")
+            check_call([UV, "sync", "--python", find_python(args.python)], cwd=bare)
+            apps.insert(1, BARE)
+            pythons[BARE] = str(bare / ".venv" / "bin" / "python")
         with bench_database(python, args.admin_dsn) as dsn, otlp_sink() as sink_url:
             sa_url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
             traces = {
@@ -549,14 +611,19 @@ def main(argv: list[str] | None = None) -> int:
                 "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
                 "OTEL_SERVICE_NAME": "bench-service",
             }
-            service_env = clean_env(
+            bare_env = clean_env(
                 **{
                     f"{ENV_PREFIX}DATABASE_URL": sa_url,
                     f"{ENV_PREFIX}ACCESS_LOG": "true" if args.access_log else "false",
                     f"{ENV_PREFIX}LOG_JSON": "true",
-                    **(traces if args.observability == "otel" else {}),
                 }
             )
+            service_env = bare_env | (traces if args.observability == "otel" else {})
+            envs = {
+                "service": service_env,
+                BARE: bare_env,
+                "baseline": clean_env(BENCH_BASELINE_DSN=dsn),
+            }
             log("migrating and seeding")
             check_call(
                 [str(project / ".venv" / "bin" / PACKAGE), "db", "upgrade"],
@@ -566,13 +633,12 @@ def main(argv: list[str] | None = None) -> int:
             check_call([python, str(BENCH / "db.py"), "seed", dsn, str(args.items)])
 
             if args.instructions:
-                envs = {"service": service_env, "baseline": clean_env(BENCH_BASELINE_DSN=dsn)}
                 counts: dict[tuple[str, str], int] = {}
                 endpoints = [e for e in args.endpoints if e in INSTRUCTION_ENDPOINTS]
                 for endpoint in endpoints:
-                    for app in APPS:
+                    for app in apps:
                         counts[endpoint, app] = count_instructions(
-                            python, app, endpoint, args.instructions, envs[app], workdir
+                            pythons[app], app, endpoint, args.instructions, envs[app], workdir
                         )
                         log(
                             f"{endpoint:>6} {app:<8} {counts[endpoint, app]:,} instructions/request"
@@ -582,15 +648,22 @@ def main(argv: list[str] | None = None) -> int:
                     f"callgrind, {args.instructions} requests per app and endpoint through the "
                     "ASGI app in-process, one at a time, after 100 warm-up requests; ratio = "
                     "baseline / service (1.0 = the same work per request)"
+                    + (
+                        f"; cost = service ({args.observability}) / the same service with "
+                        "observability=none, less 1"
+                        if BARE in apps
+                        else ""
+                    )
                 )
                 print()
                 print(instructions_table(counts, endpoints))
                 return 0
 
-            servers.append(start_server(
-                "service", [python, "-m", "uvicorn", f"{PACKAGE}.app:create_app"],
-                workdir, service_env, workdir,
-            ))  # fmt: skip
+            for app in apps[:-1]:  # the service, and the bare one beside it
+                servers.append(start_server(
+                    app, [pythons[app], "-m", "uvicorn", f"{PACKAGE}.app:create_app"],
+                    workdir, envs[app], workdir,
+                ))  # fmt: skip
             servers.append(start_server(
                 "baseline", [python, "-m", "uvicorn", "baseline:create_app", "--app-dir", str(BENCH)],
                 workdir, clean_env(BENCH_BASELINE_DSN=dsn), workdir,
@@ -611,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.warmup > 0:
                 log(f"warm-up: {args.warmup}s per app and endpoint at 100 connections")
                 for endpoint in args.endpoints:
-                    for app in APPS:
+                    for app in apps:
                         wrk(
                             by_name[app],
                             endpoint,
@@ -624,13 +697,13 @@ def main(argv: list[str] | None = None) -> int:
             points: list[Point] = []
             for endpoint in args.endpoints:
                 for connections in args.connections:
-                    point = Point(endpoint, connections)
+                    point = Point(endpoint, connections, {app: [] for app in apps})
                     points.append(point)
                     for repeat in range(args.repeat):
-                        # Alternate who goes first, so drift on a shared machine hits both.
-                        order = APPS if repeat % 2 == 0 else APPS[::-1]
+                        # Alternate who goes first, so drift on a shared machine hits all.
+                        order = apps if repeat % 2 == 0 else apps[::-1]
                         for app in order:
-                            prefix = f"{app[0]}{run_id}-{connections}-{repeat}"
+                            prefix = f"{app}{run_id}-{connections}-{repeat}"
                             run = wrk(
                                 by_name[app],
                                 endpoint,
@@ -682,6 +755,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Targets (service / baseline):")
     print("\n".join(targets(points)))
+    if args.observability != "none":
+        print()
+        print(f"observability={args.observability} against the same service with none:")
+        print()
+        print(cost_table(points, args.observability))
+        print()
+        print(f"Targets ({args.observability} against none):")
+        print("\n".join(cost_targets(points, args.observability)))
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -46,12 +46,14 @@ def run_bench(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
 
 
 @pytest.mark.slow
-def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
+def test_benchmark_prints_the_tables_and_stops_every_server() -> None:
+    """With an observability choice: the bare service runs beside it, one more table."""
     need_tools("wrk")
     need_postgres(ADMIN_DSN, WHY_POSTGRES)
     result, output = run_bench(
-        "--duration", "1", "--connections", "10", "--repeat", "1", "--warmup", "0", "--items", "200"
-    )
+        "--duration", "1", "--connections", "10", "--repeat", "1", "--warmup", "0",
+        "--items", "200", "--observability", "prometheus",
+    )  # fmt: skip
 
     header = next(line for line in result.stdout.splitlines() if line.startswith("| endpoint"))
     columns = [cell.strip() for cell in header.strip("|").split("|")]
@@ -67,12 +69,8 @@ def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
         "RSS ratio",
     ):
         assert column in columns, (column, header)
-    rows = {
-        cells[0]: dict(zip(columns, cells, strict=True))
-        for line in result.stdout.splitlines()
-        if line.startswith("| ") and not line.startswith("| endpoint")
-        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
-    }
+    service_table, cost_table = result.stdout.split("against the same service with none")
+    rows = table_rows(service_table, columns)
     assert set(rows) == {"health", "get", "list", "create"}, output
     for endpoint, row in rows.items():
         assert row["conns"] == "10"
@@ -83,9 +81,31 @@ def test_benchmark_prints_the_table_and_stops_both_servers() -> None:
         assert row["errors s / b"] == "0 / 0", (endpoint, row)
     assert "load average before" in result.stdout
 
-    pids = [int(pid) for pid in re.findall(r"(?:service|baseline) pid (\d+)", result.stderr)]
-    assert len(pids) == 2, result.stderr
+    cost_header = next(line for line in cost_table.splitlines() if line.startswith("| endpoint"))
+    cost_columns = [cell.strip() for cell in cost_header.strip("|").split("|")]
+    costs = table_rows(cost_table, cost_columns)
+    assert set(costs) == {"health", "get", "list", "create"}, output
+    for endpoint, row in costs.items():
+        assert float(row["none req/s"].replace(",", "")) > 0, (endpoint, row)
+        assert float(row["prometheus req/s"].replace(",", "")) > 0, (endpoint, row)
+        assert row["throughput cost"].endswith("%"), (endpoint, row)
+        assert row["errors none / prometheus"] == "0 / 0", (endpoint, row)
+    assert re.search(r"- (met |MISS) prometheus get @10 throughput cost: ", cost_table), output
+
+    pids = [int(pid) for pid in re.findall(r"(?:service|bare|baseline) pid (\d+)", result.stderr)]
+    assert len(pids) == 3, result.stderr
     assert not [pid for pid in pids if process_alive(pid)], "a server outlived the benchmark"
+
+
+def table_rows(text: str, columns: list[str]) -> dict[str, dict[str, str]]:
+    """The first markdown table in `text`, each row by its first cell."""
+    table = text[text.index("| endpoint") :].split("\n\n")[0]
+    return {
+        cells[0]: dict(zip(columns, cells, strict=True))
+        for line in table.splitlines()
+        if line.startswith("| ") and not line.startswith("| endpoint")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
 
 
 @pytest.mark.slow
