@@ -387,7 +387,10 @@ def kustomized() -> dict[str, dict[str, Any]]:
                 result = run([kubectl, "kustomize", str(root / "overlays" / overlay)])
                 assert result.returncode == 0, f"{root}/overlays/{overlay}: {result.stderr}"
                 output = root.parent / f"built-{overlay}.yaml"
-                output.write_text(result.stdout)
+                # Whole or not at all: another worker may be reading it, outside this lock.
+                partial = output.with_name(f"{output.name}.{os.getpid()}")
+                partial.write_text(result.stdout)
+                partial.replace(output)
                 tree["outputs"][overlay] = output
     return trees
 
