@@ -700,8 +700,9 @@ def main(argv: list[str] | None = None) -> int:
                     point = Point(endpoint, connections, {app: [] for app in apps})
                     points.append(point)
                     for repeat in range(args.repeat):
-                        # Alternate who goes first, so drift on a shared machine hits all.
-                        order = apps if repeat % 2 == 0 else apps[::-1]
+                        # Rotate who goes first, so drift on a shared machine hits all alike.
+                        shift = repeat % len(apps)
+                        order = apps[shift:] + apps[:shift]
                         for app in order:
                             prefix = f"{app}{run_id}-{connections}-{repeat}"
                             run = wrk(

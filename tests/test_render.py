@@ -89,6 +89,7 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         "observability/prometheus.yml": metrics,
         "observability/grafana/dashboards/service.json": metrics,
         f"{core}/tracing.py": traces,
+        f"{core}/server_spans.py": traces,
         f"{core}/traced_db.py": False,  # traced_sql.py, traced_reads.py, traced_mongo.py
         f"{core}/traced_sql.py": traces and sql,
         f"{core}/traced_reads.py": traces and database == "postgresql",
