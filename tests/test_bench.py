@@ -55,8 +55,8 @@ def test_benchmark_prints_the_tables_and_stops_every_server() -> None:
         "--items", "200", "--observability", "prometheus",
     )  # fmt: skip
 
-    header = next(line for line in result.stdout.splitlines() if line.startswith("| endpoint"))
-    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    service_table, cost_table = result.stdout.split("against the same service with none")
+    columns, rows = markdown_table(service_table)
     for column in (
         "service req/s",
         "baseline req/s",
@@ -68,9 +68,7 @@ def test_benchmark_prints_the_tables_and_stops_every_server() -> None:
         "RSS MiB s / b",
         "RSS ratio",
     ):
-        assert column in columns, (column, header)
-    service_table, cost_table = result.stdout.split("against the same service with none")
-    rows = table_rows(service_table, columns)
+        assert column in columns, (column, columns)
     assert set(rows) == {"health", "get", "list", "create"}, output
     for endpoint, row in rows.items():
         assert row["conns"] == "10"
@@ -81,9 +79,7 @@ def test_benchmark_prints_the_tables_and_stops_every_server() -> None:
         assert row["errors s / b"] == "0 / 0", (endpoint, row)
     assert "load average before" in result.stdout
 
-    cost_header = next(line for line in cost_table.splitlines() if line.startswith("| endpoint"))
-    cost_columns = [cell.strip() for cell in cost_header.strip("|").split("|")]
-    costs = table_rows(cost_table, cost_columns)
+    _, costs = markdown_table(cost_table)
     assert set(costs) == {"health", "get", "list", "create"}, output
     for endpoint, row in costs.items():
         assert float(row["none req/s"].replace(",", "")) > 0, (endpoint, row)
@@ -97,15 +93,15 @@ def test_benchmark_prints_the_tables_and_stops_every_server() -> None:
     assert not [pid for pid in pids if process_alive(pid)], "a server outlived the benchmark"
 
 
-def table_rows(text: str, columns: list[str]) -> dict[str, dict[str, str]]:
-    """The first markdown table in `text`, each row by its first cell."""
-    table = text[text.index("| endpoint") :].split("\n\n")[0]
-    return {
-        cells[0]: dict(zip(columns, cells, strict=True))
-        for line in table.splitlines()
-        if line.startswith("| ") and not line.startswith("| endpoint")
-        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
-    }
+def markdown_table(text: str) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The first markdown table in `text`: its columns, and each row by its first cell."""
+    header, _, *lines = text[text.index("| endpoint") :].split("\n\n")[0].splitlines()
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip("|").split("|")]
+
+    columns = cells(header)
+    return columns, {row[0]: dict(zip(columns, row, strict=True)) for row in map(cells, lines)}
 
 
 @pytest.mark.slow
