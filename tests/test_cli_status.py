@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -283,3 +284,25 @@ def test_repositories_are_handled_at_most_jobs_at_a_time() -> None:
     specs = [RepoSpec(f"repo-{i}") for i in range(8)]
     assert run_all(work, specs, 3, threading.Event()) == [s.location for s in specs]
     assert peak == 3
+
+
+def test_ctrl_c_that_lands_on_a_worker_thread_still_cancels_the_running_work() -> None:
+    """The kernel may hand SIGINT to any thread: the main thread must still notice it while
+    the work runs, set `cancel`, and re-raise. Here the second repository's work sends it to
+    its own thread (the first's has let the pool's thread start, so it is joined)."""
+    cancel = threading.Event()
+    saw_cancel: list[bool] = []
+
+    def work(spec: RepoSpec) -> str:
+        if spec.location == "second":
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            saw_cancel.append(cancel.wait(10))  # the main thread reacts, or 10 s pass
+        return spec.location
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_all(work, [RepoSpec("first"), RepoSpec("second")], 1, cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert saw_cancel == [True]

@@ -247,11 +247,15 @@ def test_to_and_branch_choose_the_target(fleet: FleetPaths) -> None:
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: Path) -> None:
-    """A real SIGINT to the CLI while the first update runs its tests (a subprocess of it)."""
+    """A real SIGINT to the CLI while the first update runs its tests (a subprocess of it).
+
+    The suite would run for 120 s: the CLI must stop it, not wait for it (the run's 60 s
+    timeout fails the test otherwise), and no process of it may outlive the CLI."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
     before = {name: head(fleet[name]) for name in ("behind", "conflict")}
+    pid_file = tmp_path / "suite.pid"
     command = [
         sys.executable,
         "-m",
@@ -265,7 +269,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: 
         "--cache-dir",
         str(tmp_path / "cache"),
         "--test-command",
-        "sh -c 'kill -INT $PPID; sleep 1'",
+        f"sh -c 'echo $$ > {pid_file}; kill -INT $PPID; exec sleep 120'",
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 130, done.stdout + done.stderr
@@ -274,3 +278,13 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: 
         assert git(fleet[name], "branch", "--list", "template/*") == ""
         assert head(fleet[name]) == before[name]
     assert list(scratch.iterdir()) == []  # the clone was removed
+    assert not running(int(pid_file.read_text()))
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for init to reap it is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -74,8 +74,13 @@ def run_all(
     drops the repositories not started yet, waits for the running ones, then re-raises.
     """
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fleet")
-    futures = [pool.submit(work, spec) for spec in specs]
     try:
+        futures = [pool.submit(work, spec) for spec in specs]
+        # Wake twice a second: the kernel may deliver SIGINT to a worker thread, and Python
+        # raises KeyboardInterrupt only when the main thread next runs bytecode.
+        for future in futures:
+            while not wait([future], timeout=0.5).done:
+                pass
         results = [future.result() for future in futures]
     except BaseException:
         cancel.set()

@@ -8,12 +8,15 @@ Ctrl-C cannot leave a half-made branch) and, with --push, by pushing to its `ori
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,18 +271,41 @@ class Updater:
         # The service's environment, not this tool's: drop the CLI's own virtualenv.
         env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
         try:
-            completed = subprocess.run(
+            # A process group of its own: Ctrl-C stops the suite and every server it started.
+            process = subprocess.Popen(
                 shlex.split(command or "uv run pytest"),
                 cwd=clone,
                 env=env,
-                capture_output=True,
-                timeout=self.options.test_timeout,
-                check=False,
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
-        except (OSError, subprocess.TimeoutExpired):
+        except OSError:
             return "failed"
-        return "passed" if completed.returncode == 0 else "failed"
+        deadline = time.monotonic() + self.options.test_timeout
+        try:
+            # Poll, so that Ctrl-C stops a suite at once rather than after its last test.
+            while process.poll() is None:
+                if self.cancel.wait(0.2):
+                    raise Cancelled
+                if time.monotonic() > deadline:
+                    return "failed"
+        finally:
+            stop_group(process)
+        return "passed" if process.returncode == 0 else "failed"
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float = 5) -> None:
+    """SIGTERM the process's group, SIGKILL it after `grace` seconds; reap the process."""
+    for signal_number in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(process.pid, signal_number)
+        try:
+            process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def conflicted(clone: Path, paths: list[str]) -> list[str]:
