@@ -52,8 +52,8 @@ MISTAKES = [
         "session-never-closed",
         "items/deps.py",
         READER,
-        "    leaked = resources.get(SqlDatabase).sessionmaker()\n    await leaked.connection()\n"
-        + READER,
+        "    leaked = resources_of(request).get(SqlDatabase).sessionmaker()\n"
+        "    await leaked.connection()\n" + READER,
         (*PYTEST, "tests/test_items_api.py::test_create_then_get"),
         "[session leak guard]",
     ),

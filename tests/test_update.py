@@ -612,8 +612,11 @@ CORE_CHANGES = {
     "0.3.1": [
         (
             "template/src/{{package_name}}/core/app.py.jinja",
-            "        for router in self.routers:\n",
-            "        # The service's routers, in its order.\n        for router in self.routers:\n",
+            "        mount_routers(app, (*self.routers, health_router))\n",
+            (
+                "        # The service's routers, in its order.\n"
+                "        mount_routers(app, (*self.routers, health_router))\n"
+            ),
         ),
         (
             "template/src/{{package_name}}/core/settings.py.jinja",
@@ -648,8 +651,8 @@ CORE_CHANGES = {
         ),
         (
             "template/src/{{package_name}}/core/app.py.jinja",
-            "        app.include_router(health_router)\n",
-            "        app.include_router(health_router)  # template 0.4.0: health last\n",
+            "        app.state.inflight = InFlightRequests()\n",
+            "        app.state.inflight = InFlightRequests()  # template 0.4.0: in flight\n",
         ),
         (
             "template/src/{{package_name}}/settings.py.jinja",
@@ -697,7 +700,7 @@ def test_grown_service_takes_core_updates_without_conflicts(
     # The seams are never touched; the template's changes reached the core and pyproject.
     assert {path: (code / path).read_text() for path in owned} == owned
     assert "trace_headers: bool = False" in (code / "core" / "settings.py").read_text()
-    assert "# template 0.4.0: health last" in (code / "core" / "app.py").read_text()
+    assert "# template 0.4.0: in flight" in (code / "core" / "app.py").read_text()
     pyproject = (dst / "pyproject.toml").read_text()
     assert '"uvicorn[standard]>=0.33",  # template 0.3.1' in pyproject
     assert OWN_DEPENDENCY in pyproject

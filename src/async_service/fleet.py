@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,16 +73,20 @@ def run_all(
 
     Copier's API is synchronous and git runs as subprocesses, so threads overlap the waiting.
     Ctrl-C sets `cancel` (workers check it between steps and clean up after themselves),
-    drops the repositories not started yet, waits for the running ones, then re-raises.
+    drops the repositories not started yet, waits for the running ones, then raises
+    KeyboardInterrupt; a second Ctrl-C stops waiting.
     """
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fleet")
     try:
-        futures = [pool.submit(work, spec) for spec in specs]
-        # Wake twice a second: the kernel may deliver SIGINT to a worker thread, and Python
-        # raises KeyboardInterrupt only when the main thread next runs bytecode.
-        for future in futures:
-            while not wait([future], timeout=0.5).done:
-                pass
+        with ctrl_c_sets(cancel):
+            futures = [pool.submit(work, spec) for spec in specs]
+            for future in futures:
+                # Wake twice a second: Python runs a signal's handler only in the main
+                # thread, and only when it runs bytecode.
+                while not wait([future], timeout=0.5).done and not cancel.is_set():
+                    pass
+                if cancel.is_set():
+                    raise KeyboardInterrupt
         results = [future.result() for future in futures]
     except BaseException:
         cancel.set()
@@ -88,3 +94,21 @@ def run_all(
         raise
     pool.shutdown(wait=True)
     return results
+
+
+@contextlib.contextmanager
+def ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
+    """Inside, SIGINT sets `cancel` instead of raising KeyboardInterrupt wherever the main
+    thread happens to be (inside concurrent.futures, a raise can leave a lock held). Only
+    where Ctrl-C would raise: not off the main thread, not where SIGINT is ignored."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda _signum, _frame: cancel.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
