@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from packaging.version import Version
 
@@ -78,15 +79,13 @@ def run_all(
     """
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fleet")
     try:
-        with ctrl_c_sets(cancel):
+        with CtrlC(cancel) as ctrl_c:
             futures = [pool.submit(work, spec) for spec in specs]
-            for future in futures:
-                # Wake twice a second: Python runs a signal's handler only in the main
-                # thread, and only when it runs bytecode.
-                while not wait([future], timeout=0.5).done and not cancel.is_set():
-                    pass
-                if cancel.is_set():
-                    raise KeyboardInterrupt
+            pending = set(futures)
+            while pending and not ctrl_c.pressed():
+                pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED).not_done
+            if cancel.is_set():
+                raise KeyboardInterrupt
         results = [future.result() for future in futures]
     except BaseException:
         cancel.set()
@@ -96,19 +95,44 @@ def run_all(
     return results
 
 
-@contextlib.contextmanager
-def ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
-    """Inside, SIGINT sets `cancel` instead of raising KeyboardInterrupt wherever the main
-    thread happens to be (inside concurrent.futures, a raise can leave a lock held). Only
-    where Ctrl-C would raise: not off the main thread, not where SIGINT is ignored."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    signal.signal(signal.SIGINT, lambda _signum, _frame: cancel.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+class CtrlC:
+    """Ctrl-C as a flag (`cancel`) that the main thread polls, never as an exception.
+
+    KeyboardInterrupt raised wherever the main thread happens to be can leave a lock of
+    concurrent.futures held. And when the kernel hands SIGINT to a worker thread, CPython
+    may not run the handler in the main thread until much later; the byte the signal
+    writes to the wakeup fd is seen at once. Off the main thread, or where SIGINT is
+    ignored or handled by someone else, nothing changes.
+    """
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self._pipe: tuple[int, int] | None = None
+        self._previous_fd = -1
+
+    def __enter__(self) -> Self:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._pipe = os.pipe()
+            for fd in self._pipe:
+                os.set_blocking(fd, False)
+            self._previous_fd = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
+            signal.signal(signal.SIGINT, lambda _signum, _frame: self.cancel.set())
+        return self
+
+    def pressed(self) -> bool:
+        if self._pipe is not None:
+            with contextlib.suppress(BlockingIOError):
+                if signal.SIGINT in os.read(self._pipe[0], 64):
+                    self.cancel.set()
+        return self.cancel.is_set()
+
+    def __exit__(self, *_: object) -> None:
+        if self._pipe is not None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.set_wakeup_fd(self._previous_fd)
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
