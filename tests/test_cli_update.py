@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -258,6 +259,8 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: 
     pid_file = tmp_path / "suite.pid"
     command = [
         sys.executable,
+        "-X",
+        "faulthandler",  # SIGABRT below prints every thread's stack
         "-m",
         "async_service",
         "fleet",
@@ -271,9 +274,18 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: 
         "--test-command",
         f"sh -c 'echo $$ > {pid_file}; kill -INT $PPID; exec sleep 120'",
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 130, done.stdout + done.stderr
-    assert done.stderr.startswith("error: interrupted:")
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as cli:
+        try:
+            stdout, stderr = cli.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            cli.send_signal(signal.SIGABRT)
+            stdout, stderr = cli.communicate()
+            suite = pid_file.read_text().strip() if pid_file.exists() else "never started"
+            pytest.fail(f"the CLI still ran after 60 s (suite: {suite}):\n{stdout}\n{stderr}")
+    assert cli.returncode == 130, stdout + stderr
+    assert stderr.startswith("error: interrupted:")
     for name in ("behind", "conflict"):
         assert git(fleet[name], "branch", "--list", "template/*") == ""
         assert head(fleet[name]) == before[name]
