@@ -261,8 +261,12 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: 
         sys.executable,
         "-X",
         "faulthandler",  # SIGABRT below prints every thread's stack
-        "-m",
-        "async_service",
+        "-c",
+        # SIGINT's default behaviour: a background process may inherit it ignored.
+        (
+            "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from async_service.cli import main; main()"
+        ),
         "fleet",
         "update",
         str(fleet["behind"]),
