@@ -7,7 +7,7 @@ waits for SIGNAL.go; run.py switches instrumentation on, so only the N measured 
 are counted. It touches SIGNAL.done, run.py switches instrumentation off and touches
 SIGNAL.stop, and the app shuts down.
 
-python instructions.py service|baseline health|get|list|create N SIGNAL
+python instructions.py service|baseline|floor health|get|list|create N SIGNAL
 """
 
 import os
@@ -59,6 +59,8 @@ def wait_for(path: Path) -> None:
 async def main(app_name: str, endpoint: str, n: int, signal: str) -> None:
     if app_name == "service":
         from bench_service.app import create_app  # type: ignore[import-not-found]
+    elif app_name == "floor":
+        from floor import create_app  # type: ignore[import-not-found]
     else:
         from baseline import create_app  # type: ignore[import-not-found]
     method, path, query = PATHS[endpoint]

@@ -55,6 +55,11 @@ APPS = ("service", "baseline")
 # so that the choice's cost is measured side by side in one run (not between two runs, on a
 # machine whose speed drifts between minutes).
 BARE = "bare"
+# With --floor: bench/floor.py, the baseline's endpoints on one AsyncSession per request (the
+# rule the service keeps), run beside the others: the least that rule lets any service cost.
+FLOOR = "floor"
+# The hand-written apps in bench/ (uvicorn module:create_app); the others are rendered services.
+HAND_WRITTEN = ("baseline", FLOOR)
 # The issue's cost targets on get-by-id throughput, against the bare service.
 OBSERVABILITY_COST_TARGETS = {"prometheus": 0.10, "otel": 0.20}
 # How long each connection holds its first request, so that all are open before the load
@@ -359,6 +364,33 @@ def cost_table(points: list[Point], choice: str) -> str:
     return "\n".join(lines)
 
 
+def floor_table(points: list[Point]) -> str:
+    """The session floor (bench/floor.py) in the same points: what one AsyncSession per
+    request costs by itself against the baseline, and how close the service comes to it."""
+    lines = [
+        (
+            "| endpoint | conns | floor req/s | floor / baseline | service / floor "
+            "| p99 ms floor | floor p99 / baseline | service p99 / floor | errors floor "
+            "| RSS MiB floor | floor RSS / baseline |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for point in points:
+        m = point.median
+        lines.append(
+            f"| {point.endpoint} | {point.connections} | {fmt(m(FLOOR, 'rps'), 0)} "
+            f"| {fmt(point.ratio_to(FLOOR, 'baseline', 'rps'), 2)} "
+            f"| {fmt(point.ratio_to('service', FLOOR, 'rps'), 2)} "
+            f"| {fmt(m(FLOOR, 'p99_ms'))} "
+            f"| {fmt(point.ratio_to(FLOOR, 'baseline', 'p99_ms'), 2)} "
+            f"| {fmt(point.ratio_to('service', FLOOR, 'p99_ms'), 2)} "
+            f"| {point.total(FLOOR, 'errors') + point.total(FLOOR, 'timeouts')} "
+            f"| {fmt(max(r.rss_mib for r in point.runs[FLOOR]))} "
+            f"| {fmt(point.ratio_to(FLOOR, 'baseline', 'rss_mib'), 2)} |"
+        )
+    return "\n".join(lines)
+
+
 def cost_targets(points: list[Point], choice: str) -> list[str]:
     """The issue's observability targets: get-by-id throughput lost against `none`."""
     limit = OBSERVABILITY_COST_TARGETS[choice]
@@ -398,7 +430,7 @@ def count_instructions(
     signal_base = workdir / f"cg-{app}-{endpoint}"
     out = workdir / f"callgrind-{app}-{endpoint}.out"
     log_path = workdir / f"callgrind-{app}-{endpoint}.log"
-    kind = "baseline" if app == "baseline" else "service"  # the bare one is a service too
+    kind = app if app in HAND_WRITTEN else "service"  # the bare one is a service too
     command = [
         "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
         python, str(BENCH / "instructions.py"), kind, endpoint, str(n), str(signal_base),
@@ -426,10 +458,12 @@ def count_instructions(
 
 def instructions_table(counts: dict[tuple[str, str], int], endpoints: list[str]) -> str:
     bare = any(app == BARE for _, app in counts)
+    floor = any(app == FLOOR for _, app in counts)
     lines = [
         "| endpoint | service instr/request | baseline instr/request | ratio |"
-        + (" none instr/request | cost against none |" if bare else ""),
-        "|---|---|---|---|" + ("---|---|" if bare else ""),
+        + (" none instr/request | cost against none |" if bare else "")
+        + (" floor instr/request | floor ratio | service against floor |" if floor else ""),
+        "|---|---|---|---|" + ("---|---|" if bare else "") + ("---|---|---|" if floor else ""),
     ]
     for endpoint in endpoints:
         service, baseline = counts[endpoint, "service"], counts[endpoint, "baseline"]
@@ -437,6 +471,9 @@ def instructions_table(counts: dict[tuple[str, str], int], endpoints: list[str])
         if bare:
             none = counts[endpoint, BARE]
             line += f" {none:,} | {100 * (service / none - 1):+.1f}% |"
+        if floor:
+            least = counts[endpoint, FLOOR]
+            line += f" {least:,} | {baseline / least:.2f} | {least / service:.2f} |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -502,6 +539,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="access logs on, as both apps ship: the service's own line (its default) against "
         "uvicorn's for the baseline (uvicorn's default); with --instructions only the service's "
         "is counted (uvicorn writes its line outside the ASGI app)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run bench/floor.py, the baseline's endpoints on one AsyncSession per request "
+        "(the service's rule, nothing else of it), and print a table of it against both",
     )
     parser.add_argument("--keep", action="store_true", help="keep the rendered project and logs")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
@@ -604,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
             check_call([UV, "sync", "--python", find_python(args.python)], cwd=bare)
             apps.insert(1, BARE)
             pythons[BARE] = str(bare / ".venv" / "bin" / "python")
+        if args.floor:
+            apps.insert(-1, FLOOR)  # the baseline stays last
+            pythons[FLOOR] = python
         with bench_database(python, args.admin_dsn) as dsn, otlp_sink() as sink_url:
             sa_url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
             traces = {
@@ -623,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
                 "service": service_env,
                 BARE: bare_env,
                 "baseline": clean_env(BENCH_BASELINE_DSN=dsn),
+                FLOOR: clean_env(BENCH_BASELINE_DSN=dsn),
             }
             log("migrating and seeding")
             check_call(
@@ -654,21 +701,27 @@ def main(argv: list[str] | None = None) -> int:
                         if BARE in apps
                         else ""
                     )
+                    + (
+                        "; floor ratio = baseline / floor, service against floor = floor / "
+                        "service (1.0 = the service does no more than the floor)"
+                        if FLOOR in apps
+                        else ""
+                    )
                 )
                 print()
                 print(instructions_table(counts, endpoints))
                 return 0
 
-            for app in apps[:-1]:  # the service, and the bare one beside it
+            for app in apps:
+                if app in HAND_WRITTEN:
+                    module = ["-m", "uvicorn", f"{app}:create_app", "--app-dir", str(BENCH)]
+                else:  # the service, and the bare one beside it
+                    module = ["-m", "uvicorn", f"{PACKAGE}.app:create_app"]
                 servers.append(start_server(
-                    app, [pythons[app], "-m", "uvicorn", f"{PACKAGE}.app:create_app"],
-                    workdir, envs[app], workdir,
+                    app, [pythons[app], *module], workdir, envs[app], workdir,
+                    # uvicorn's access line for the hand-written apps: what they ship with.
+                    uvicorn_access_log=args.access_log and app in HAND_WRITTEN,
                 ))  # fmt: skip
-            servers.append(start_server(
-                "baseline", [python, "-m", "uvicorn", "baseline:create_app", "--app-dir", str(BENCH)],
-                workdir, clean_env(BENCH_BASELINE_DSN=dsn), workdir,
-                uvicorn_access_log=args.access_log,
-            ))  # fmt: skip
             for server in servers:
                 server.wait_ready()
                 log(f"{server.name} pid {server.process.pid} on {server.url}")
@@ -764,6 +817,11 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(f"Targets ({args.observability} against none):")
         print("\n".join(cost_targets(points, args.observability)))
+    if args.floor:
+        print()
+        print("The session floor (bench/floor.py: one AsyncSession per request, nothing else):")
+        print()
+        print(floor_table(points))
     if args.json:
         args.json.write_text(
             json.dumps(

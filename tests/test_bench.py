@@ -47,15 +47,17 @@ def run_bench(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
 
 @pytest.mark.slow
 def test_benchmark_prints_the_tables_and_stops_every_server() -> None:
-    """With an observability choice: the bare service runs beside it, one more table."""
+    """With an observability choice the bare service runs beside it, and with --floor the
+    session floor (bench/floor.py): a table more for each."""
     need_tools("wrk")
     need_postgres(ADMIN_DSN, WHY_POSTGRES)
     result, output = run_bench(
         "--duration", "1", "--connections", "10", "--repeat", "1", "--warmup", "0",
-        "--items", "200", "--observability", "prometheus",
+        "--items", "200", "--observability", "prometheus", "--floor",
     )  # fmt: skip
 
     service_table, cost_table = result.stdout.split("against the same service with none")
+    cost_table, floor_table = cost_table.split("The session floor")
     columns, rows = markdown_table(service_table)
     for column in (
         "service req/s",
@@ -88,8 +90,16 @@ def test_benchmark_prints_the_tables_and_stops_every_server() -> None:
         assert row["errors none / prometheus"] == "0 / 0", (endpoint, row)
     assert re.search(r"- (met |MISS) prometheus get @10 throughput cost: ", cost_table), output
 
-    pids = [int(pid) for pid in re.findall(r"(?:service|bare|baseline) pid (\d+)", result.stderr)]
-    assert len(pids) == 3, result.stderr
+    _, floors = markdown_table(floor_table)
+    assert set(floors) == {"health", "get", "list", "create"}, output
+    for endpoint, row in floors.items():
+        assert float(row["floor req/s"].replace(",", "")) > 0, (endpoint, row)
+        assert float(row["service / floor"]) > 0, (endpoint, row)
+        assert row["errors floor"] == "0", (endpoint, row)
+
+    pids = re.findall(r"(?:service|bare|floor|baseline) pid (\d+)", result.stderr)
+    pids = [int(pid) for pid in pids]
+    assert len(pids) == 4, result.stderr
     assert not [pid for pid in pids if process_alive(pid)], "a server outlived the benchmark"
 
 
@@ -117,6 +127,7 @@ def test_instruction_count_prints_a_figure_per_endpoint_and_app(bench_project: P
         "get",
         "--project",
         str(bench_project),
+        "--floor",
     )
     rows = {
         cells[0]: cells[1:]
@@ -125,11 +136,11 @@ def test_instruction_count_prints_a_figure_per_endpoint_and_app(bench_project: P
         for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
     }
     assert set(rows) == {"get"}, output
-    for endpoint, (service, baseline, _ratio) in rows.items():
+    for endpoint, (service, baseline, _ratio, floor, _floor_ratio, _against) in rows.items():
         # Python, FastAPI and a lifespan cost far more than 10,000 instructions a request:
         # a smaller figure means the counting window missed the requests.
-        assert int(service.replace(",", "")) > 10_000, (endpoint, output)
-        assert int(baseline.replace(",", "")) > 10_000, (endpoint, output)
+        for count in (service, baseline, floor):
+            assert int(count.replace(",", "")) > 10_000, (endpoint, output)
 
 
 @pytest.fixture(scope="module")
