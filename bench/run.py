@@ -190,19 +190,18 @@ def start_server(
     env: dict[str, str],
     workdir: Path,
     *,
+    uvicorn_cli: bool = True,
     uvicorn_access_log: bool = False,
 ) -> Server:
+    """`args` is uvicorn's command line (the hand-written apps) or the service's `serve`."""
     port = free_port()
     log_path = workdir / f"{name}.log"
-    command = [
-        *args,
-        "--factory",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",
+    command = [*args, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if uvicorn_cli:
         # uvicorn writes its access lines at INFO: on, they need that level.
-        *(["--log-level", "info"] if uvicorn_access_log else ["--no-access-log", "--log-level", "warning"]),
-    ]  # fmt: skip
+        command += ["--factory"] + (
+            ["--log-level", "info"] if uvicorn_access_log else ["--no-access-log", "--log-level", "warning"]
+        )  # fmt: skip
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command,
@@ -715,10 +714,11 @@ def main(argv: list[str] | None = None) -> int:
             for app in apps:
                 if app in HAND_WRITTEN:
                     module = ["-m", "uvicorn", f"{app}:create_app", "--app-dir", str(BENCH)]
-                else:  # the service, and the bare one beside it
-                    module = ["-m", "uvicorn", f"{PACKAGE}.app:create_app"]
+                else:  # the service, and the bare one beside it, as their image runs them
+                    module = ["-m", PACKAGE, "serve"]
                 servers.append(start_server(
                     app, [pythons[app], *module], workdir, envs[app], workdir,
+                    uvicorn_cli=app in HAND_WRITTEN,
                     # uvicorn's access line for the hand-written apps: what they ship with.
                     uvicorn_access_log=args.access_log and app in HAND_WRITTEN,
                 ))  # fmt: skip
