@@ -4,11 +4,12 @@
 
 Renders `database=postgresql` from this working tree (Copier, vcs_ref HEAD), syncs it with
 uv, creates and seeds a throwaway database (the service's migrations, then N items), starts
-the service and bench/baseline.py with uvicorn (1 worker, access logs off unless --access-log,
---factory) in the
-rendered project's environment (same Python, FastAPI, uvicorn, uvloop, httptools, asyncpg),
-and loads both with wrk, interleaved point by point, each point repeated. Prints a markdown
-table: req/s, p50, p99, errors, timeouts, server RSS and the service/baseline ratios.
+the service with its own `serve` command (as its image runs it) and bench/baseline.py with
+uvicorn (1 worker each, access logs off unless --access-log) in the rendered project's
+environment (same Python, FastAPI, uvicorn, uvloop, httptools, asyncpg), and loads them with
+wrk, interleaved point by point, each point repeated. Prints a markdown table: req/s, p50,
+p99, errors, timeouts, server RSS and the service/baseline ratios. --floor adds
+bench/floor.py (one AsyncSession per request and nothing else of the service) beside them.
 Both servers and the database are cleaned up at the end, also on failure or Ctrl-C.
 
     uv run python bench/run.py --instructions 400
@@ -788,7 +789,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"wrk -t{args.threads} --timeout {args.timeout:g}s, {args.duration:g} s per point, "
         f"{args.repeat} run(s) per point and app (medians; errors/timeouts summed), "
-        f"warm-up {args.warmup:g} s; {args.items} seeded items; uvicorn 1 worker, "
+        f"warm-up {args.warmup:g} s; {args.items} seeded items; 1 worker each, "
         + (
             "access logs on (the service's own, uvicorn's for the baseline); "
             if args.access_log
