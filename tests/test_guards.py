@@ -60,7 +60,7 @@ MISTAKES = [
     Mistake(
         "connection-never-returned",
         "core/db/engine.py",
-        "            await _check_in(self._pooled, error)",
+        "            await _check_in(self._engine.pool, self._pooled, error)",
         # A driver read that keeps its pooled connection (here: referenced from a function).
         "            _check_out.__dict__.setdefault('held', []).append(self._pooled)",
         (*PYTEST, "tests/test_items_concurrency.py::test_summary_combines_its_reads"),

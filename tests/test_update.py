@@ -627,6 +627,15 @@ CORE_CHANGES = {
             ),
         ),
         (
+            # A new setting gets its README row (tests/test_settings.py in the service).
+            "template/README.md.jinja",
+            "| one structured line per request |\n",
+            (
+                "| one structured line per request |\n"
+                "| `{{ package_name | upper }}_TRACE_HEADERS` | `false` | template 0.3.1 |\n"
+            ),
+        ),
+        (
             "template/pyproject.toml.jinja",
             '    "uvicorn[standard]>=0.32",\n',
             '    "uvicorn[standard]>=0.33",  # template 0.3.1\n',
