@@ -228,3 +228,23 @@ def test_failing_benchmark_drops_its_database(bench_project: Path) -> None:
     assert "command failed" in errors and "database_pool_size" in errors.lower(), errors
     assert "migrating and seeding" in errors, "the failure came before the database existed"
     assert not database_exists(bench_project, database), "the benchmark left its database"
+
+
+@pytest.mark.slow
+def test_sqlite_write_benchmark_prints_a_row_per_point() -> None:
+    """bench/sqlite_writes.py, at HEAD only, one short point: it renders, serves and loads."""
+    need_tools("wrk")
+    result = subprocess.run(
+        [sys.executable, "bench/sqlite_writes.py", "--duration", "1", "--connections", "4",
+         "--repeat", "1"],
+        cwd=ROOT, env=bench_env(), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, output
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| HEAD |")]
+    assert len(rows) == 1, output
+    _, connections, rps, _, _, errors = (cell.strip() for cell in rows[0].strip("|").split("|"))
+    assert connections == "4"
+    assert float(rps.replace(",", "")) > 0, output
+    # Non-2xx answers mean the load script and the service disagree (a duplicate name).
+    assert errors == "0", output
