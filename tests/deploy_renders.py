@@ -52,7 +52,7 @@ DEPLOY_GLOBS = (
 # them, and names that change text but not structure.
 VARIED = ("database", "example_resource", "ci", "docker", "python_version", "observability")
 DEPLOY_VARIABLES = frozenset(
-    {*VARIED, "use_sql", "use_mongo", "use_db", "use_items", "use_metrics"}
+    {*VARIED, "use_sql", "use_mongo", "use_db", "use_items", "use_metrics", "use_secrets"}
     | {"package_name", "project_slug", "project_name"}
 )
 # Files of a render, by kind.
