@@ -720,8 +720,12 @@ def test_ci_tests_every_python_version_requires_python_allows() -> None:
         assert expected[0] == answers["python_version"] and expected[-1] == "3.13"
     for answers, path in entries("gitlab"):
         expected = expected_pythons(path.parent)
-        (row,) = load(path)["test"]["parallel"]["matrix"]
+        pipeline = load(path)
+        (row,) = pipeline["test"]["parallel"]["matrix"]
         assert row["PYTHON_VERSION"] == expected, (answers, row)
+        # uv follows .python-version unless told: each job on its image's version, no other.
+        assert pipeline["variables"]["UV_PYTHON"] == "$PYTHON_VERSION", answers
+        assert pipeline["variables"]["UV_PYTHON_DOWNLOADS"] == "never", answers
 
 
 def scripts(path: Path) -> str:
