@@ -255,6 +255,16 @@ def test_compose_observability_profile_runs_prometheus_and_grafana() -> None:
         assert all(m.startswith("./observability/") for m in mounts), mounts
 
 
+def test_compose_publishes_only_the_app_beyond_loopback() -> None:
+    """Grafana (anonymous Admin), Prometheus, Jaeger and the databases are for the developer's
+    machine; the app's port stays open to all, as GitLab's smoke job reaches it on `docker`."""
+    for answers, path in entries("compose"):
+        for name, service in load(path)["services"].items():
+            for port in service.get("ports", []):
+                if name != "app":
+                    assert str(port).startswith("127.0.0.1:"), (answers, name, port)
+
+
 def test_compose_app_exports_traces_to_the_profiles_jaeger() -> None:
     """With traces, the app's OTLP exporter points at Jaeger's OTLP/HTTP port; without,
     no OpenTelemetry variable is set."""
