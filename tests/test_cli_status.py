@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from async_service import cli as cli_module
 from async_service.cli import app
 from async_service.fleet import run_all
 from async_service.repos import RepoSpec
@@ -306,3 +308,36 @@ def test_ctrl_c_that_lands_on_a_worker_thread_still_cancels_the_running_work() -
     finally:
         signal.signal(signal.SIGINT, previous)
     assert saw_cancel == [True]
+
+
+def test_relative_paths_are_resolved_before_any_worker_starts(
+    fleet: FleetPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copier chdirs (under COPIER_LOCK) while other workers run: a relative repository,
+    --template or --cache-dir resolved in a worker lands wherever Copier happens to be.
+    Here the working directory moves for the whole of run_all, deterministically."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    real_run_all = cli_module.run_all
+
+    def run_all_from_elsewhere(*args: Any) -> Any:
+        back = Path.cwd()
+        os.chdir(elsewhere)
+        try:
+            return real_run_all(*args)
+        finally:
+            os.chdir(back)
+
+    monkeypatch.setattr(cli_module, "run_all", run_all_from_elsewhere)
+    monkeypatch.chdir(tmp_path)
+    repos = [os.path.relpath(fleet[name], tmp_path) for name in ("current", "behind", "rogue")]
+    template = os.path.relpath(fleet.template, tmp_path)
+    args = ["fleet", "status", *repos, "--template", template, "--cache-dir", "relcache"]
+    result = CliRunner().invoke(app, [*args, "--jobs", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = by_repo(result)
+    assert [rows[name]["error"] for name in ("current", "behind", "rogue")] == [None] * 3
+    assert rows["current"]["repo"] == str(fleet["current"])
+    assert rows["behind"]["drifted_files"][0]["path"] == "db.txt"
+    assert (tmp_path / "relcache").is_dir()
+    assert list(elsewhere.iterdir()) == []

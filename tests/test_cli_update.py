@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from async_service import cli as cli_module
 from async_service.cli import app
 from tests.fleet_fixtures import FleetPaths, copy_fleet, git, head, shared_fleet, write_policy
 
@@ -304,3 +305,39 @@ def running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_relative_paths_are_resolved_before_any_worker_starts(
+    fleet: FleetPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copier chdirs (under COPIER_LOCK) while other workers run: a relative repository,
+    --template or --cache-dir resolved in a worker lands wherever Copier happens to be.
+    Here the working directory moves for the whole of run_all, deterministically."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    real_run_all = cli_module.run_all
+
+    def run_all_from_elsewhere(*args: Any) -> Any:
+        back = Path.cwd()
+        os.chdir(elsewhere)
+        try:
+            return real_run_all(*args)
+        finally:
+            os.chdir(back)
+
+    monkeypatch.setattr(cli_module, "run_all", run_all_from_elsewhere)
+    monkeypatch.chdir(fleet.root)
+    template = os.path.relpath(fleet.template, fleet.root)
+    args = ["fleet", "update", "behind", "rogue", "current", "--jobs", "3"]
+    args += ["--template", template, "--cache-dir", "relcache", "--json"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "320"})
+    assert result.exit_code == 0, result.output
+    found = rows(result)
+    assert [found[n]["result"] for n in ("behind", "rogue", "current")] == [
+        "updated",
+        "updated",
+        "up-to-date",
+    ]
+    assert found["behind"]["repo"] == str(fleet["behind"])  # absolute, as a registry's are
+    assert git(fleet["behind"], "branch", "--list", BRANCH).strip() == BRANCH
+    assert list(elsewhere.iterdir()) == []

@@ -23,7 +23,7 @@ from .new import BadInput, Refused, plan, render
 from .policy import Policy, PolicyError, load
 from .repos import RegistryError, RepoSpec, load_registry
 from .status import RepoStatus, inspect
-from .template import TemplateError, default_cache_dir
+from .template import TemplateError, default_cache_dir, is_url
 from .update import UpdateOptions, Updater
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -96,6 +96,19 @@ def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _absolute(location: str) -> str:
+    """A local path made absolute now, on the main thread, before any worker starts.
+
+    Copier changes the process's working directory while it renders (under COPIER_LOCK), so
+    a relative path resolved later in another worker thread could land anywhere.
+    """
+    return location if is_url(location) else str(Path(location).expanduser().resolve())
+
+
+def _cache_dir(cache_dir: Path | None) -> Path:
+    return (cache_dir or default_cache_dir()).expanduser().resolve()
+
+
 def _policy(path: Path | None) -> Policy | None:
     if path is None:
         return None
@@ -113,7 +126,8 @@ def _fleet(
     trust: bool,
 ) -> Fleet:
     policy = _policy(policy_path)
-    fleet = Fleet(cache_dir or default_cache_dir(), policy, template, prereleases, trust)
+    template = None if template is None else _absolute(template)
+    fleet = Fleet(_cache_dir(cache_dir), policy, template, prereleases, trust)
     source = fleet.expected_source
     if policy is not None and source is not None:
         # A typo in the policy is found before any repository is looked at.
@@ -128,7 +142,7 @@ def _fleet(
 
 
 def _specs(repos: list[str] | None, registry: Path | None) -> list[RepoSpec]:
-    specs = [RepoSpec(location) for location in repos or []]
+    specs = [RepoSpec(_absolute(location)) for location in repos or []]
     if registry is not None:
         try:
             specs += load_registry(registry)
@@ -170,10 +184,10 @@ def new(
     """
     policy = _policy(policy_path)
     assert policy is not None
-    source = template or policy.source
+    source = _absolute(template) if template else policy.source
     if source is None:
         _fail(f"{policy.name}: no [template] source; pass --template")
-    fleet = Fleet(cache_dir or default_cache_dir(), policy, source, prereleases, trust)
+    fleet = Fleet(_cache_dir(cache_dir), policy, source, prereleases, trust)
     try:
         opened = fleet.templates.get(source)
         planned = plan(opened, policy, dest, data or [], version, prereleases)
