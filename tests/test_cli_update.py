@@ -153,6 +153,28 @@ def test_failed_tests_are_reported_and_exit_1(fleet: FleetPaths) -> None:
     assert "Tests: failed" in message(fleet["behind"])
 
 
+def test_a_second_run_reports_failed_tests_again_and_never_pushes_the_branch(
+    fleet: FleetPaths, tmp_path: Path
+) -> None:
+    remote = tmp_path / "behind.git"
+    git(tmp_path, "init", "--quiet", "--bare", str(remote))
+    git(fleet["behind"], "remote", "add", "origin", str(remote))
+    git(fleet["behind"], "push", "--quiet", "origin", "main")
+    first = update(fleet, str(fleet["behind"]), "--test-command", "false", "--json")
+    assert first.exit_code == 1
+    assert rows(first)["behind"]["tests"] == "failed"
+
+    again = update(fleet, str(fleet["behind"]), "--test-command", "false", "--push", "--json")
+    assert again.exit_code == 1, again.output
+    behind = rows(again)["behind"]
+    assert (behind["result"], behind["tests"], behind["pushed"]) == ("up-to-date", "failed", False)
+    assert behind["note"] == (
+        f"branch {BRANCH} already prepared, its tests failed: not pushed "
+        "(fix the branch, or delete it to update again)"
+    )
+    assert git(remote, "branch", "--list", BRANCH) == ""
+
+
 def test_policy_test_command_runs_with_test(fleet: FleetPaths, tmp_path: Path) -> None:
     policy = write_policy(tmp_path / "p.toml", fleet.template, test_command="sh -c 'exit 4'")
     result = update(fleet, str(fleet["behind"]), "--policy", str(policy), "--test", "--json")

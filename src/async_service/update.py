@@ -235,6 +235,14 @@ class Updater:
         result.conflicted_files = sorted({*marked, *rejects})
         result.result = "conflicts" if result.conflicted_files else "up-to-date"
         result.note = f"branch {branch} already prepared"
+        # What the run that made the branch found, as its commit message recorded it.
+        result.tests = recorded_tests(git.text(["log", "-1", "--format=%B", branch], source_repo))
+        if result.tests == "failed":
+            # A red branch is never pushed; the exit code says so again, as the first run did.
+            result.note += ", its tests failed"
+            if self.options.push:
+                result.note += ": not pushed (fix the branch, or delete it to update again)"
+            return True
         if self.options.push and not result.conflicted_files:
             self._push(source_repo, source_repo, branch, result)
         return True
@@ -317,6 +325,15 @@ def conflicted(clone: Path, paths: list[str]) -> list[str]:
         if path.endswith(".rej") or (is_text and _MARKER.search(file.read_bytes())):
             found.append(path)
     return sorted(found)
+
+
+def recorded_tests(message: str) -> Tests:
+    """The `Tests:` line of a commit message written by `commit_message`; skipped if none."""
+    for line in reversed(message.splitlines()):
+        if line.startswith("Tests: "):
+            value = line.removeprefix("Tests: ").strip()
+            return "passed" if value == "passed" else "failed" if value == "failed" else "skipped"
+    return "skipped"
 
 
 def commit_message(
