@@ -18,7 +18,7 @@ from async_service import cli as cli_module
 from async_service.cli import app
 from async_service.fleet import run_all
 from async_service.repos import RepoSpec
-from tests.fleet_fixtures import FleetPaths, git, shared_fleet, write_policy
+from tests.fleet_fixtures import FleetPaths, copy_fleet, git, shared_fleet, write_policy
 
 ALL = ["current", "behind", "conflict", "rogue", "noanswers", "notgit"]
 
@@ -171,6 +171,26 @@ def test_registry_notes_skips_and_relative_paths(fleet: FleetPaths, cache: Path)
     assert rows["current"]["behind"] == 0
     assert rows["noanswers"]["skipped"] is True
     assert rows["noanswers"]["error"] is None
+
+
+def test_status_reads_the_default_branch_not_the_checked_out_one(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    repo = copy_fleet(fleet, tmp_path / "fleet")["behind"]
+    git(repo, "remote", "add", "origin", str(tmp_path / "nowhere.git"))
+    git(repo, "update-ref", "refs/remotes/origin/trunk", "main")
+    git(repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/trunk")
+    # Local main and the checked-out branch both differ from origin's default branch.
+    answers = (repo / ".copier-answers.yml").read_text()
+    (repo / ".copier-answers.yml").write_text(answers.replace("_commit: 1.1.0", "_commit: 2.0.0"))
+    (repo / "README.md").unlink()
+    git(repo, "commit", "--quiet", "--all", "-m", "on main, not pushed")
+    git(repo, "checkout", "--quiet", "-b", "wip-feature")
+    (repo / "app.py").write_text("WIP\n")
+    git(repo, "commit", "--quiet", "--all", "-m", "WIP")
+    row = by_repo(status(cache, str(repo), "--json"))["behind"]
+    assert (row["template_version"], row["behind"]) == ("1.1.0", 1)
+    assert [drifted["path"] for drifted in row["drifted_files"]] == ["db.txt"]
 
 
 @pytest.mark.parametrize(

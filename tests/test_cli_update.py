@@ -220,6 +220,27 @@ def test_url_repository_is_updated_in_a_clone_and_pushed(fleet: FleetPaths, tmp_
     assert rows(update(fleet, url, "--push", "--json"))[bare.name]["result"] == "up-to-date"
 
 
+def test_the_branch_starts_from_the_default_branch_not_the_checked_out_one(
+    fleet: FleetPaths,
+) -> None:
+    repo = fleet["behind"]
+    main = git(repo, "rev-parse", "main")
+    git(repo, "checkout", "--quiet", "-b", "wip-feature")
+    # Work in progress, with an answers file that claims the update is done already.
+    answers = (repo / ".copier-answers.yml").read_text()
+    (repo / ".copier-answers.yml").write_text(answers.replace("_commit: 1.1.0", "_commit: 2.0.0"))
+    (repo / "wip.txt").write_text("half done\n")
+    git(repo, "commit", "--quiet", "--all", "-m", "WIP")
+    git(repo, "add", "wip.txt")
+    git(repo, "commit", "--quiet", "-m", "WIP 2")
+    before = head(repo)
+    found = rows(update(fleet, str(repo), "--json"))["behind"]
+    assert (found["result"], found["from_version"], found["branch"]) == ("updated", "1.1.0", BRANCH)
+    assert git(repo, "rev-parse", f"{BRANCH}~1") == main
+    assert "wip.txt" not in git(repo, "ls-tree", "--name-only", BRANCH)
+    assert head(repo) == before
+
+
 def test_dirty_working_tree_is_refused_and_others_still_updated(fleet: FleetPaths) -> None:
     (fleet["behind"] / "db.txt").write_text("uncommitted\n")
     before = head(fleet["behind"])

@@ -124,6 +124,24 @@ def rev_parse(repo: Path, rev: str) -> str | None:
     return result.stdout.decode().strip() if result.returncode == 0 else None
 
 
+def default_ref(repo: Path) -> str | None:
+    """The full ref of `repo`'s default branch, whatever branch its owner has checked out.
+
+    origin's HEAD (refs/remotes/origin/HEAD, as `git clone` or `git remote set-head` set it),
+    else the local `main`, `master` or `init.defaultBranch` branch; None when there is none.
+    """
+    found = run(["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"], repo, check=False)
+    candidates = [found.stdout.decode().strip()] if found.returncode == 0 else []
+    candidates += ["refs/heads/main", "refs/heads/master"]
+    configured = run(["config", "--get", "init.defaultBranch"], repo, check=False)
+    if configured.returncode == 0 and configured.stdout.strip():
+        candidates.append(f"refs/heads/{configured.stdout.decode().strip()}")
+    for ref in candidates:
+        if rev_parse(repo, ref) is not None:
+            return ref
+    return None
+
+
 def remote_url(repo: Path, remote: str = "origin") -> str | None:
     result = run(["remote", "get-url", remote], repo, check=False)
     return result.stdout.decode().strip() if result.returncode == 0 else None

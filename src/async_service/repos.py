@@ -118,10 +118,21 @@ def open_local(spec: RepoSpec) -> Path:
     return top
 
 
+def at_default_branch(spec: RepoSpec, top: Path) -> Repo:
+    """The local repository `top` read at its default branch, not at the branch checked out."""
+    ref = git.default_ref(top)
+    if ref is None:
+        raise RepoError(
+            "cannot tell the default branch: no origin/HEAD, main or master "
+            "(git remote set-head origin --auto sets origin/HEAD)"
+        )
+    return Repo(spec, top, ref)
+
+
 def open_repo(spec: RepoSpec, cache_dir: Path) -> Repo:
     """Open for reading. URLs are fetched shallow into the cache (refreshed on every call)."""
     if not spec.is_url:
-        return Repo(spec, open_local(spec), "HEAD")
+        return at_default_branch(spec, open_local(spec))
     clone = cache_dir / "repos" / cache_key(spec.location)
     with _clone_locks_lock:
         lock = _clone_locks.setdefault(str(clone), threading.Lock())

@@ -28,7 +28,7 @@ from packaging.version import Version
 
 from . import git, versions
 from .fleet import Fleet, recorded_version
-from .repos import ANSWERS_FILE, Repo, RepoError, RepoSpec, open_local, open_repo
+from .repos import ANSWERS_FILE, RepoError, RepoSpec, at_default_branch, open_local, open_repo
 from .template import COPIER_LOCK, Template, TemplateError, expand
 
 Result = Literal["updated", "conflicts", "up-to-date", "failed"]
@@ -120,8 +120,9 @@ class Updater:
             origin = str(source_repo)
 
         # Read what to do before cloning anything: current services cost one `git show`.
+        # Local: the default branch, whatever the owner has checked out (answers and base both).
         repo = (
-            Repo(spec, source_repo, "HEAD")
+            at_default_branch(spec, source_repo)
             if source_repo
             else open_repo(spec, self.fleet.cache_dir)
         )
@@ -148,7 +149,13 @@ class Updater:
             except git.GitError as error:
                 raise RepoError(f"cannot clone {origin}: {error}") from None
             self._check_cancel()
-            git.run(["checkout", "--quiet", "-b", branch], clone)
+            if source_repo is not None:
+                # The branch starts from the default branch the answers were read at, which
+                # may be a remote-tracking ref of the source: clones get only its branches.
+                git.run(["fetch", "--quiet", "origin", f"+{repo.rev}:refs/fleet/base"], clone)
+                git.run(["checkout", "--quiet", "-b", branch, "refs/fleet/base"], clone)
+            else:
+                git.run(["checkout", "--quiet", "-b", branch], clone)
             with COPIER_LOCK, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 copier.run_update(
