@@ -15,7 +15,17 @@ from typer.testing import CliRunner, Result
 
 from async_service import cli as cli_module
 from async_service.cli import app
-from tests.fleet_fixtures import FleetPaths, copy_fleet, git, head, shared_fleet, write_policy
+from tests.fleet_fixtures import (
+    COPIER_YML,
+    FleetPaths,
+    build_template,
+    copy_fleet,
+    git,
+    head,
+    make_service,
+    shared_fleet,
+    write_policy,
+)
 
 # Passes only where the update really happened: settings.py is new in template 2.0.0.
 HAS_SETTINGS = "sh -c 'test -f settings.py'"
@@ -239,6 +249,29 @@ def test_the_branch_starts_from_the_default_branch_not_the_checked_out_one(
     assert git(repo, "rev-parse", f"{BRANCH}~1") == main
     assert "wip.txt" not in git(repo, "ls-tree", "--name-only", BRANCH)
     assert head(repo) == before
+
+
+def test_a_template_with_tasks_needs_trust_and_says_so_in_one_line(tmp_path: Path) -> None:
+    template = build_template(tmp_path / "template")
+    (template / "copier.yml").write_text(COPIER_YML + "_tasks:\n  - 'true'\n")
+    git(template, "commit", "--quiet", "--all", "-m", "a task")
+    git(template, "tag", "3.0.0")
+    service = make_service(template, tmp_path / "svc", "2.0.0", {"project_name": "svc"})
+    fleet = FleetPaths(template, tmp_path)
+    refused = update(fleet, str(service))
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == (
+        f"error: {service}: the template runs tasks or migrations: pass --trust if you trust it"
+    )
+    trusted = rows(update(fleet, str(service), "--trust", "--json"))["svc"]
+    assert (trusted["result"], trusted["to_version"]) == ("updated", "3.0.0")
+
+
+def test_the_update_help_example_passes_trust() -> None:
+    result = CliRunner().invoke(app, ["fleet", "update", "--help"], env={"COLUMNS": "200"})
+    lines = result.stdout.splitlines()
+    (example,) = [line for line in lines if line.strip().startswith("async-service fleet update ")]
+    assert " --trust " in example
 
 
 def test_dirty_working_tree_is_refused_and_others_still_updated(fleet: FleetPaths) -> None:

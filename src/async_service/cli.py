@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from copier.errors import UnsafeTemplateError
 
 from . import output
 from .fleet import Fleet, run_all
@@ -23,7 +24,7 @@ from .new import BadInput, Refused, plan, render
 from .policy import Policy, PolicyError, load
 from .repos import RegistryError, RepoSpec, load_registry
 from .status import RepoStatus, inspect
-from .template import TemplateError, default_cache_dir, is_url
+from .template import UNSAFE_TEMPLATE, TemplateError, default_cache_dir, is_url
 from .update import UpdateOptions, Updater
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -200,6 +201,8 @@ def new(
         raise typer.Exit(EXIT_PROBLEM) from None
     try:
         render(source, dest, planned, trust, skip_tasks)
+    except UnsafeTemplateError:
+        _fail(UNSAFE_TEMPLATE, EXIT_PROBLEM)
     except Exception as error:  # noqa: BLE001 (Copier's errors: one line; it removed DEST)
         _fail(
             f"copier: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}",
@@ -299,7 +302,7 @@ def update(
 
     Per repository: updated, conflicts (files listed; the branch is committed locally with Copier's markers, never pushed), up-to-date, or failed (reason). Exit 1 unless every repository is updated or up-to-date with no failed tests; 2 for a bad policy or registry; 130 on Ctrl-C. Example:
 
-    [bold]async-service fleet update --registry fleet.toml --policy platform.toml --test --push[/]
+    [bold]async-service fleet update --registry fleet.toml --policy platform.toml --trust --test --push[/]
     """
     fleet = _fleet(policy_path, template, cache_dir, prereleases, trust)
     specs = _specs(repos, registry)

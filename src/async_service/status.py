@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from copier.errors import UnsafeTemplateError
+
 from . import git, versions
 from .drift import DriftedFile, drifted_files
 from .fleet import Fleet, recorded_version
 from .repos import RepoError, RepoSpec, open_repo
-from .template import TemplateError
+from .template import UNSAFE_TEMPLATE, TemplateError
 
 
 @dataclass
@@ -51,6 +53,8 @@ def inspect(spec: RepoSpec, fleet: Fleet) -> RepoStatus:
         _inspect(spec, fleet, status)
     except (RepoError, TemplateError, git.GitError) as error:
         status.error = str(error)
+    except UnsafeTemplateError:
+        status.error = UNSAFE_TEMPLATE
     except Exception as error:  # noqa: BLE001 (Copier's own errors: one line, not a traceback)
         status.error = f"{type(error).__name__}: {error}".splitlines()[0]
     return status

@@ -23,6 +23,10 @@ COPIER_LOCK = threading.Lock()
 _SHORTCUTS = {"gh:": "https://github.com/", "gl:": "https://gitlab.com/"}
 
 
+# Copier's UnsafeTemplateError, in this CLI's words: its own text names Copier's command line.
+UNSAFE_TEMPLATE = "the template runs tasks or migrations: pass --trust if you trust it"
+
+
 class TemplateError(Exception):
     """The template source cannot be read (unreachable, not a git repository, no copier.yml)."""
 

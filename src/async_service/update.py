@@ -24,12 +24,13 @@ from typing import Any, Literal
 
 import copier
 import yaml
+from copier.errors import UnsafeTemplateError
 from packaging.version import Version
 
 from . import git, versions
 from .fleet import Fleet, recorded_version
 from .repos import ANSWERS_FILE, RepoError, RepoSpec, at_default_branch, open_local, open_repo
-from .template import COPIER_LOCK, Template, TemplateError, expand
+from .template import COPIER_LOCK, UNSAFE_TEMPLATE, Template, TemplateError, expand
 
 Result = Literal["updated", "conflicts", "up-to-date", "failed"]
 Tests = Literal["passed", "failed", "skipped"]
@@ -93,6 +94,8 @@ class Updater:
             result.result, result.error = "failed", "interrupted (Ctrl-C): nothing was changed"
         except (RepoError, TemplateError, git.GitError) as error:
             result.result, result.error = "failed", str(error)
+        except UnsafeTemplateError:
+            result.result, result.error = "failed", UNSAFE_TEMPLATE
         except Exception as error:  # noqa: BLE001 (Copier's own errors: one line, not a traceback)
             result.result = "failed"
             result.error = f"{type(error).__name__}: {error}".strip().splitlines()[0]
