@@ -274,6 +274,32 @@ def test_the_update_help_example_passes_trust() -> None:
     assert " --trust " in example
 
 
+def test_a_relative_src_path_is_relative_to_the_service_not_the_cli(
+    shared: FleetPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`copier copy ../template relsvc` records `_src_path: ../template`."""
+    service = make_service(shared.template, tmp_path / "relsvc", "1.1.0", {"project_name": "rel"})
+    answers = service / ".copier-answers.yml"
+    relative = os.path.relpath(shared.template, service)
+    answers.write_text(answers.read_text().replace(str(shared.template), relative))
+    assert f"_src_path: {relative}\n" in answers.read_text()
+    git(service, "commit", "--quiet", "--all", "-m", "as copier copy ../template wrote it")
+    elsewhere = tmp_path / "deeper" / "elsewhere"  # where ../template means another place
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    fleet = FleetPaths(shared.template, tmp_path)
+    result = update(fleet, str(service), "--template", str(shared.template), "--json")
+    found = rows(result)["relsvc"]
+    assert (found["result"], found["error"]) == ("updated", None), result.output
+    assert git(service, "show", f"{BRANCH}:settings.py") == "DEBUG = False"
+    assert f"_src_path: {relative}" in git(service, "show", f"{BRANCH}:.copier-answers.yml")
+    status = CliRunner().invoke(
+        app, ["fleet", "status", str(service), "--json", "--cache-dir", str(tmp_path / "cache")]
+    )
+    row = json.loads(status.stdout)[0]
+    assert (row["error"], row["behind"], row["drifted_files"]) == (None, 1, []), status.output
+
+
 def test_dirty_working_tree_is_refused_and_others_still_updated(fleet: FleetPaths) -> None:
     (fleet["behind"] / "db.txt").write_text("uncommitted\n")
     before = head(fleet["behind"])

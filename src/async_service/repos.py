@@ -98,7 +98,12 @@ class Repo:
         if not isinstance(loaded, dict) or "_src_path" not in loaded or "_commit" not in loaded:
             raise RepoError(f"{ANSWERS_FILE} has no _src_path/_commit: not written by Copier")
         values = {k: v for k, v in loaded.items() if not str(k).startswith("_")}
-        return Answers(str(loaded["_src_path"]), str(loaded["_commit"]), values)
+        src_path = str(loaded["_src_path"])
+        if not self.spec.is_url and not is_url(src_path):
+            # `copier copy ../template svc` records `../template`: relative to the service's
+            # top directory (where `copier update` runs), not to wherever this CLI runs.
+            src_path = str((self.git_dir / Path(src_path).expanduser()).resolve())
+        return Answers(src_path, str(loaded["_commit"]), values)
 
 
 _clone_locks: dict[str, threading.Lock] = {}

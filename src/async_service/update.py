@@ -159,7 +159,10 @@ class Updater:
                 git.run(["checkout", "--quiet", "-b", branch, "refs/fleet/base"], clone)
             else:
                 git.run(["checkout", "--quiet", "-b", branch], clone)
-            with COPIER_LOCK, warnings.catch_warnings():
+            # Copier resolves a relative _src_path from the working directory: the service's.
+            # Other workers are not disturbed: the CLI made every path absolute beforehand.
+            here = contextlib.chdir(source_repo) if source_repo else contextlib.nullcontext()
+            with COPIER_LOCK, here, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 copier.run_update(
                     clone,
