@@ -194,6 +194,16 @@ database = ["mongodb"]
             "policy.toml: answers.fixed.database: 'mongodb' is also in [answers.forbidden]",
         ),
         (
+            '["mongodb"]',
+            '["mongodb"]\n[update]\nbranch = "tpl/{ver}"',
+            "policy.toml: update.branch: 'tpl/{ver}': {version} is the only placeholder, not {ver}",
+        ),
+        (
+            '["mongodb"]',
+            '["mongodb"]\n[update]\nbranch = "bad..name/{version}"',
+            "policy.toml: update.branch: 'bad..name/{version}': 'bad..name/1.0.0' is not a valid git branch name",
+        ),
+        (
             "[answers.fixed]",
             "[answers.fixed",
             "policy.toml: not valid toml: Expected ']' at the end of a table declaration (at line 4, column 15)",

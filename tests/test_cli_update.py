@@ -350,6 +350,26 @@ def test_to_and_branch_choose_the_target(fleet: FleetPaths) -> None:
     assert "See docs/" in git(fleet["conflict"], "show", "chore/tpl-1.1.0:README.md")
 
 
+@pytest.mark.parametrize(
+    ("branch", "message"),
+    [
+        ("tpl/{ver}", "'tpl/{ver}': {version} is the only placeholder, not {ver}"),
+        (
+            "bad..name/{version}",
+            "'bad..name/{version}': 'bad..name/1.0.0' is not a valid git branch name",
+        ),
+    ],
+)
+def test_a_bad_branch_template_is_one_error_before_any_repository_is_read(
+    fleet: FleetPaths, branch: str, message: str
+) -> None:
+    repos = [str(fleet["behind"]), str(fleet["conflict"])]
+    result = update(fleet, *repos, "--branch", branch)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [f"error: --branch {message}"]
+    assert git(fleet["behind"], "branch", "--list", "*/*") == ""
+
+
 def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: Path) -> None:
     """A real SIGINT to the CLI while the first update runs its tests (a subprocess of it).
 

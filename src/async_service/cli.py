@@ -20,6 +20,7 @@ from copier.errors import UnsafeTemplateError
 
 from . import output
 from .fleet import Fleet, run_all
+from .git import branch_template_problem
 from .new import BadInput, Refused, plan, render
 from .policy import Policy, PolicyError, load
 from .repos import RegistryError, RepoSpec, load_registry
@@ -304,6 +305,8 @@ def update(
 
     [bold]async-service fleet update --registry fleet.toml --policy platform.toml --trust --test --push[/]
     """
+    if branch is not None and (problem := branch_template_problem(branch)):
+        _fail(f"--branch {problem}")
     fleet = _fleet(policy_path, template, cache_dir, prereleases, trust)
     specs = _specs(repos, registry)
     options = UpdateOptions(to, branch, test or test_command is not None, test_command, push)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import string
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -139,6 +140,23 @@ def default_ref(repo: Path) -> str | None:
     for ref in candidates:
         if rev_parse(repo, ref) is not None:
             return ref
+    return None
+
+
+def branch_template_problem(template: str) -> str | None:
+    """Why a branch name template (`template/{version}`) cannot name a branch, or None."""
+    try:
+        fields = [
+            field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+        ]
+    except ValueError as error:
+        return f"{template!r}: {error} (write {{version}} for the version)"
+    others = [f"{{{field}}}" for field in fields if field != "version"]
+    if others:
+        return f"{template!r}: {{version}} is the only placeholder, not {', '.join(others)}"
+    name = template.format(version="1.0.0")
+    if run(["check-ref-format", "--branch", name], check=False).returncode != 0:
+        return f"{template!r}: {name!r} is not a valid git branch name"
     return None
 
 

@@ -12,6 +12,7 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+from . import git
 from .template import Question, is_url
 
 # The whole schema: section -> key -> what the value must be (answers.* take question names).
@@ -169,6 +170,10 @@ def load(path: Path) -> Policy:
         if value is not None and not isinstance(value, str):
             raise PolicyError(f"{name}: {section}.{key}: must be {_SCHEMA[section][key]}")
         strings[key] = value
+    if strings["branch"] is not None:
+        problem = git.branch_template_problem(strings["branch"])
+        if problem is not None:
+            raise PolicyError(f"{name}: update.branch: {problem}")
     specifier = None
     if strings["versions"] is not None:
         try:
