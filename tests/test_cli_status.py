@@ -193,6 +193,15 @@ def test_status_reads_the_default_branch_not_the_checked_out_one(
     assert [drifted["path"] for drifted in row["drifted_files"]] == ["db.txt"]
 
 
+def test_an_unreachable_url_names_git_s_fatal_line(cache: Path, tmp_path: Path) -> None:
+    url = (tmp_path / "nope.git").as_uri()
+    result = status(cache, url)
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {url}: cannot fetch {url}: git fetch: fatal: ")
+    assert "does not appear to be a git repository" in line
+
+
 @pytest.mark.parametrize(
     ("registry", "message"),
     [

@@ -26,7 +26,7 @@ _DEFAULT_IDENTITY = {
 
 
 class GitError(Exception):
-    """A git command failed; the message is git's own last line of stderr."""
+    """A git command failed; the message is git's first fatal:/error: line (else its last)."""
 
 
 @functools.cache
@@ -64,7 +64,9 @@ def run(
     )
     if check and result.returncode != 0:
         lines = result.stderr.decode(errors="replace").strip().splitlines()
-        message = lines[-1] if lines else f"exit code {result.returncode}"
+        # git's own verdict; a hint after it ("and the repository exists.") says nothing alone.
+        verdicts = [line for line in lines if line.startswith(("fatal:", "error:"))]
+        message = (verdicts or lines or [f"exit code {result.returncode}"])[0 if verdicts else -1]
         raise GitError(f"git {args[0]}: {message}")
     return result
 
