@@ -155,6 +155,29 @@ def test_fail_on_sets_the_exit_code(
     assert result.exit_code == code, result.output
 
 
+def test_a_policy_range_matching_no_release_is_exit_2(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    policy = write_policy(tmp_path / "policy.toml", fleet.template, versions=">=5")
+    result = status(cache, str(fleet["current"]), "--policy", str(policy), "--fail-on", "behind")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "error: policy.toml: no release matches >=5 (the template has: 1.0.0, 1.1.0, 2.0.0, 2.1.0rc1)"
+    ]
+
+
+def test_a_policy_range_without_source_matching_no_release_fails_each_repository(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[template]\nversions = ">=5"\n')
+    result = status(cache, str(fleet["current"]), "--policy", str(policy))
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines() == [
+        f"error: {fleet['current']}: policy.toml: no release matches >=5 (the template has: 1.0.0, 1.1.0, 2.0.0, 2.1.0rc1)"
+    ]
+
+
 def test_registry_notes_skips_and_relative_paths(fleet: FleetPaths, cache: Path) -> None:
     registry = fleet.root / "fleet.toml"
     registry.write_text(

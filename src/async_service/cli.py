@@ -19,7 +19,7 @@ import typer
 from copier.errors import UnsafeTemplateError
 
 from . import output
-from .fleet import Fleet, run_all
+from .fleet import Fleet, no_release, run_all
 from .git import branch_template_problem
 from .new import BadInput, Refused, plan, render
 from .policy import Policy, PolicyError, load
@@ -136,6 +136,9 @@ def _fleet(
         try:
             opened = fleet.templates.get(source)
             newest = fleet.newest(opened)
+            if newest is None and policy.versions is not None:
+                # Else every repository would show a blank latest version, and exit 0.
+                _fail(no_release(policy, opened))
             if newest is not None:
                 policy.validate_questions(opened.questions(newest[1]))
         except (PolicyError, TemplateError) as error:

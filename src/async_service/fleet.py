@@ -60,6 +60,12 @@ class Fleet:
         return None if newest is None else (newest, tagged[newest])
 
 
+def no_release(policy: Policy, template: Template) -> str:
+    """Why a policy's [template] versions range finds no release of `template`."""
+    known = versions.format_versions(list(template.versions(prereleases=True))) or "no versions"
+    return f"{policy.name}: no release matches {policy.versions} (the template has: {known})"
+
+
 def recorded_version(answers: Answers) -> Version:
     version = versions.parse_recorded(answers.commit)
     if version is None:

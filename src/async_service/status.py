@@ -9,7 +9,7 @@ from copier.errors import UnsafeTemplateError
 
 from . import git, versions
 from .drift import DriftedFile, drifted_files
-from .fleet import Fleet, recorded_version
+from .fleet import Fleet, no_release, recorded_version
 from .repos import RepoError, RepoSpec, open_repo
 from .template import UNSAFE_TEMPLATE, TemplateError
 
@@ -68,6 +68,8 @@ def _inspect(spec: RepoSpec, fleet: Fleet, status: RepoStatus) -> None:
     template = fleet.template_for(answers)
     recorded = recorded_version(answers)
     newest = fleet.newest(template)
+    if newest is None and fleet.policy is not None and fleet.policy.versions is not None:
+        raise RepoError(no_release(fleet.policy, template))
     if newest is not None:
         latest, tag = newest
         status.latest_version = str(latest)
