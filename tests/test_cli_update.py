@@ -300,6 +300,36 @@ def test_a_relative_src_path_is_relative_to_the_service_not_the_cli(
     assert (row["error"], row["behind"], row["drifted_files"]) == (None, 1, []), status.output
 
 
+def test_url_repository_conflicts_stay_in_a_kept_clone_until_resolved(
+    fleet: FleetPaths, tmp_path: Path
+) -> None:
+    bare = tmp_path / "conflict.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(fleet["conflict"]), str(bare))
+    url = bare.as_uri()
+    first = rows(update(fleet, url, "--push", "--json"))[bare.name]
+    assert (first["result"], first["conflicted_files"], first["pushed"]) == (
+        "conflicts",
+        ["app.py"],
+        False,
+    )
+    prefix = "not pushed: resolve the conflicts in the clone kept at "
+    assert first["note"].startswith(prefix)
+    kept = Path(first["note"].removeprefix(prefix).split(" (branch ", 1)[0])
+    assert kept.is_relative_to(fleet.root.parent / "cache")
+    assert git(kept, "symbolic-ref", "--short", "HEAD") == BRANCH
+    assert "<<<<<<< before updating" in (kept / "app.py").read_text()
+    assert git(bare, "branch", "--list", BRANCH) == ""
+
+    again = rows(update(fleet, url, "--push", "--json"))[bare.name]
+    assert (again["result"], again["note"]) == ("conflicts", first["note"])
+    (kept / "app.py").write_text(git(kept, "show", "main:app.py").replace("= 7", "= 10") + "\n")
+    git(kept, "commit", "--quiet", "--all", "-m", "resolve the conflict")
+    resolved = update(fleet, url, "--push", "--json")
+    assert resolved.exit_code == 0, resolved.output
+    assert rows(resolved)[bare.name]["pushed"] is True
+    assert git(bare, "rev-parse", BRANCH) == git(kept, "rev-parse", "HEAD")
+
+
 def test_dirty_working_tree_is_refused_and_others_still_updated(fleet: FleetPaths) -> None:
     (fleet["behind"] / "db.txt").write_text("uncommitted\n")
     before = head(fleet["behind"])

@@ -304,7 +304,7 @@ def update(
 ) -> None:
     """Update every repository on a branch of its own, in a clone: never in its working tree.
 
-    Per repository: updated, conflicts (files listed; the branch is committed locally with Copier's markers, never pushed), up-to-date, or failed (reason). Exit 1 unless every repository is updated or up-to-date with no failed tests; 2 for a bad policy or registry; 130 on Ctrl-C. Example:
+    Per repository: updated, conflicts (files listed; the branch is committed locally with Copier's markers, never pushed; for a URL, in a clone kept under the cache directory), up-to-date, or failed (reason). Exit 1 unless every repository is updated or up-to-date with no failed tests; 2 for a bad policy or registry; 130 on Ctrl-C. Example:
 
     [bold]async-service fleet update --registry fleet.toml --policy platform.toml --trust --test --push[/]
     """

@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -30,7 +31,7 @@ from packaging.version import Version
 from . import git, versions
 from .fleet import Fleet, recorded_version
 from .repos import ANSWERS_FILE, RepoError, RepoSpec, at_default_branch, open_local, open_repo
-from .template import COPIER_LOCK, UNSAFE_TEMPLATE, Template, TemplateError, expand
+from .template import COPIER_LOCK, UNSAFE_TEMPLATE, Template, TemplateError, cache_key, expand
 
 Result = Literal["updated", "conflicts", "up-to-date", "failed"]
 Tests = Literal["passed", "failed", "skipped"]
@@ -192,7 +193,14 @@ class Updater:
             if source_repo is not None:
                 git.run(["fetch", "--quiet", str(clone), f"{branch}:{branch}"], source_repo)
             result.result = "conflicts" if result.conflicted_files else "updated"
-            if self.options.push:
+            if self.options.push and source_repo is None and result.conflicted_files:
+                # A URL's branch has no local repository to live in: keep the clone itself.
+                kept = self._kept_clone(spec, branch)
+                shutil.rmtree(kept, ignore_errors=True)  # not a git clone: nothing of anyone's
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(clone, kept)
+                result.note = kept_note(kept, branch)
+            elif self.options.push:
                 self._push(source_repo, clone, branch, result)
 
     def _policy_branch(self) -> str | None:
@@ -229,9 +237,16 @@ class Updater:
     ) -> bool:
         """A second run: the branch is there already. Report it, never overwrite it."""
         if source_repo is None:
-            if not git.remote_has_branch(expand(spec.location), branch):
+            if git.remote_has_branch(expand(spec.location), branch):
+                result.result, result.note = "up-to-date", f"branch {branch} already pushed"
+                return True
+            kept = self._kept_clone(spec, branch)
+            if not (kept / ".git").is_dir():
                 return False
-            result.result, result.note = "up-to-date", f"branch {branch} already pushed"
+            # An earlier run's conflicts, kept: report them again, or push once resolved.
+            self._already_prepared(kept, spec, branch, tag, result)
+            if result.conflicted_files:
+                result.note = kept_note(kept, branch)
             return True
         if not git.branch_exists(source_repo, branch):
             return False
@@ -259,6 +274,12 @@ class Updater:
         if self.options.push and not result.conflicted_files:
             self._push(source_repo, source_repo, branch, result)
         return True
+
+    def _kept_clone(self, spec: RepoSpec, branch: str) -> Path:
+        """Where a URL repository's conflicted update is kept for its owner to resolve."""
+        url = expand(spec.location)
+        name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git") or "repo"
+        return self.fleet.cache_dir / "conflicts" / f"{name}-{cache_key(url, branch)}"
 
     def _push(
         self, source_repo: Path | None, clone: Path, branch: str, result: UpdateResult
@@ -315,6 +336,13 @@ class Updater:
         finally:
             stop_group(process)
         return "passed" if process.returncode == 0 else "failed"
+
+
+def kept_note(kept: Path, branch: str) -> str:
+    return (
+        f"not pushed: resolve the conflicts in the clone kept at {kept} (branch {branch}), "
+        "commit, then run this again to push"
+    )
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float = 5) -> None:
