@@ -225,6 +225,21 @@ def test_an_unreachable_url_names_git_s_fatal_line(cache: Path, tmp_path: Path) 
     assert "does not appear to be a git repository" in line
 
 
+def test_a_repository_of_one_branch_not_named_main_is_read_at_it(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    repo = copy_fleet(fleet, tmp_path / "fleet")["behind"]
+    git(repo, "branch", "--move", "main", "trunk")
+    row = by_repo(status(cache, str(repo), "--json"))["behind"]
+    assert (row["error"], row["behind"]) == (None, 1)
+    git(repo, "branch", "other")
+    row = by_repo(status(cache, str(repo), "--json"))["behind"]
+    assert row["error"] == (
+        "cannot tell the default branch: no origin/HEAD, main or master, and several branches "
+        "(git remote set-head origin --auto sets origin/HEAD)"
+    )
+
+
 @pytest.mark.parametrize(
     ("registry", "message"),
     [

@@ -131,7 +131,8 @@ def default_ref(repo: Path) -> str | None:
     """The full ref of `repo`'s default branch, whatever branch its owner has checked out.
 
     origin's HEAD (refs/remotes/origin/HEAD, as `git clone` or `git remote set-head` set it),
-    else the local `main`, `master` or `init.defaultBranch` branch; None when there is none.
+    else the local `main`, `master` or `init.defaultBranch` branch, else the only local branch;
+    None when there is none of these.
     """
     found = run(["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"], repo, check=False)
     candidates = [found.stdout.decode().strip()] if found.returncode == 0 else []
@@ -142,7 +143,9 @@ def default_ref(repo: Path) -> str | None:
     for ref in candidates:
         if rev_parse(repo, ref) is not None:
             return ref
-    return None
+    # A repository of one branch (say `trunk`, never pushed): that branch is the default.
+    branches = text(["for-each-ref", "--format=%(refname)", "refs/heads"], repo).splitlines()
+    return branches[0] if len(branches) == 1 else None
 
 
 def branch_template_problem(template: str) -> str | None:

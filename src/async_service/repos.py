@@ -128,8 +128,8 @@ def at_default_branch(spec: RepoSpec, top: Path) -> Repo:
     ref = git.default_ref(top)
     if ref is None:
         raise RepoError(
-            "cannot tell the default branch: no origin/HEAD, main or master "
-            "(git remote set-head origin --auto sets origin/HEAD)"
+            "cannot tell the default branch: no origin/HEAD, main or master, and several "
+            "branches (git remote set-head origin --auto sets origin/HEAD)"
         )
     return Repo(spec, top, ref)
 
