@@ -185,6 +185,24 @@ def test_a_second_run_reports_failed_tests_again_and_never_pushes_the_branch(
     assert git(remote, "branch", "--list", BRANCH) == ""
 
 
+def test_a_branch_made_without_tests_is_tested_before_a_push_that_asks_for_them(
+    fleet: FleetPaths, tmp_path: Path
+) -> None:
+    remote = tmp_path / "behind.git"
+    git(tmp_path, "init", "--quiet", "--bare", str(remote))
+    git(fleet["behind"], "remote", "add", "origin", str(remote))
+    git(fleet["behind"], "push", "--quiet", "origin", "main")
+    assert rows(update(fleet, str(fleet["behind"]), "--json"))["behind"]["tests"] == "skipped"
+
+    red = update(fleet, str(fleet["behind"]), "--test-command", "false", "--push", "--json")
+    assert red.exit_code == 1, red.output
+    assert (rows(red)["behind"]["tests"], rows(red)["behind"]["pushed"]) == ("failed", False)
+    assert git(remote, "branch", "--list", BRANCH) == ""
+    green = update(fleet, str(fleet["behind"]), "--test-command", HAS_SETTINGS, "--push", "--json")
+    assert green.exit_code == 0, green.output
+    assert (rows(green)["behind"]["tests"], rows(green)["behind"]["pushed"]) == ("passed", True)
+
+
 def test_policy_test_command_runs_with_test(fleet: FleetPaths, tmp_path: Path) -> None:
     policy = write_policy(tmp_path / "p.toml", fleet.template, test_command="sh -c 'exit 4'")
     result = update(fleet, str(fleet["behind"]), "--policy", str(policy), "--test", "--json")

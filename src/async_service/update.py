@@ -265,6 +265,9 @@ class Updater:
         result.note = f"branch {branch} already prepared"
         # What the run that made the branch found, as its commit message recorded it.
         result.tests = recorded_tests(git.text(["log", "-1", "--format=%B", branch], source_repo))
+        if result.tests == "skipped" and self.options.test and not result.conflicted_files:
+            # Made without --test (or changed since): asked for tests now, it gets them.
+            result.tests = self._test_branch(source_repo, branch)
         if result.tests == "failed":
             # A red branch is never pushed; the exit code says so again, as the first run did.
             result.note += ", its tests failed"
@@ -274,6 +277,16 @@ class Updater:
         if self.options.push and not result.conflicted_files:
             self._push(source_repo, source_repo, branch, result)
         return True
+
+    def _test_branch(self, repo: Path, branch: str) -> Tests:
+        """Run the tests on `branch` of `repo`, in a clone of its own."""
+        with tempfile.TemporaryDirectory(prefix="async-service-test-") as work:
+            clone = Path(work) / "clone"
+            self._check_cancel()
+            git.run(
+                ["clone", "--quiet", "--no-hardlinks", "--branch", branch, str(repo), str(clone)]
+            )
+            return self._run_tests(clone)
 
     def _kept_clone(self, spec: RepoSpec, branch: str) -> Path:
         """Where a URL repository's conflicted update is kept for its owner to resolve."""
