@@ -223,6 +223,40 @@ def mongodb_render_has_no_sql_and_no_test_server(
         assert not found, f"{found and found.group()} in {path.relative_to(project)}"
 
 
+# What a service without a database must not be told about: its docs and deploy files.
+DATABASE_WORDS = re.compile(
+    r"migrations?\b|transaction|sqlite|\bpool gauges|connection pools|\bsession wiring",
+    re.IGNORECASE,
+)
+DOCS_AND_DEPLOY = (
+    "README.md",
+    "deploy/README.md",
+    "deploy/kubernetes/base/kustomization.yaml",
+    ".gitlab-ci.yml",
+    ".github/workflows/ci.yml",
+    "Dockerfile",
+)
+
+
+@check
+def service_without_a_database_is_told_nothing_of_one(
+    project: Path, answers: dict[str, Any], files: list[Path]
+) -> None:
+    """Its README, deploy notes and CI comments name no migration, transaction, pool or
+    SQLite file (the Dockerfile's one mention of SQLite is an example: it is shared)."""
+    if answers["database"] != "none":
+        return
+    for name in DOCS_AND_DEPLOY:
+        path = project / name
+        if not path.exists() or name == "Dockerfile":
+            continue
+        text = path.read_text()
+        # The update section's "the template's migrations" are Copier's, not a database's.
+        text = text.replace("The template's migrations", "")
+        found = DATABASE_WORDS.search(text)
+        assert not found, f"{found and found.group()} in {name}"
+
+
 @pytest.mark.parametrize("combo", params(list(RENDERS.answers)))
 def test_combination_renders_cleanly(combo: str) -> None:
     project, answers = project_of(combo), answers_of(combo)
