@@ -235,9 +235,41 @@ def test_a_repository_of_one_branch_not_named_main_is_read_at_it(
     git(repo, "branch", "other")
     row = by_repo(status(cache, str(repo), "--json"))["behind"]
     assert row["error"] == (
-        "cannot tell the default branch: no origin/HEAD, main or master, and several branches "
-        "(git remote set-head origin --auto sets origin/HEAD)"
+        "cannot tell the default branch: no origin/HEAD, main or master, and 2 branches "
+        "(other, trunk); git remote set-head origin --auto sets origin/HEAD"
     )
+
+
+@pytest.mark.parametrize("fetched", ["main", "trunk"])
+def test_a_ci_checkout_detached_without_local_branches_is_read(
+    fleet: FleetPaths, cache: Path, tmp_path: Path, fetched: str
+) -> None:
+    """What actions/checkout leaves: origin's branch fetched, HEAD detached, no branches."""
+    checkout = tmp_path / "ci"
+    checkout.mkdir()
+    git(checkout, "init", "--quiet")
+    git(checkout, "remote", "add", "origin", str(fleet["behind"]))
+    git(checkout, "fetch", "--quiet", "origin", f"+refs/heads/main:refs/remotes/origin/{fetched}")
+    git(checkout, "checkout", "--quiet", "--detach", f"origin/{fetched}")
+    assert git(checkout, "for-each-ref", "refs/heads") == ""
+    row = by_repo(status(cache, str(checkout), "--json"))["ci"]
+    assert (row["error"], row["template_version"], row["behind"]) == (None, "1.1.0", 1)
+
+
+def test_origin_main_is_the_default_when_origin_has_no_head_and_main_is_not_local(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "behind"
+    git(tmp_path, "clone", "--quiet", str(fleet["behind"]), str(repo))
+    git(repo, "remote", "set-head", "origin", "--delete")
+    git(repo, "branch", "--move", "main", "develop")
+    git(repo, "branch", "feature")
+    # develop claims the update is done: origin's main, not develop, is what is read.
+    answers = (repo / ".copier-answers.yml").read_text()
+    (repo / ".copier-answers.yml").write_text(answers.replace("_commit: 1.1.0", "_commit: 2.0.0"))
+    git(repo, "commit", "--quiet", "--all", "-m", "on develop")
+    row = by_repo(status(cache, str(repo), "--json"))["behind"]
+    assert (row["error"], row["template_version"], row["behind"]) == (None, "1.1.0", 1)
 
 
 @pytest.mark.parametrize(

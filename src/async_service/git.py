@@ -127,12 +127,18 @@ def rev_parse(repo: Path, rev: str) -> str | None:
     return result.stdout.decode().strip() if result.returncode == 0 else None
 
 
+def local_branches(repo: Path) -> list[str]:
+    """The full refs of `repo`'s local branches (refs/heads/...)."""
+    return text(["for-each-ref", "--format=%(refname)", "refs/heads"], repo).splitlines()
+
+
 def default_ref(repo: Path) -> str | None:
     """The full ref of `repo`'s default branch, whatever branch its owner has checked out.
 
     origin's HEAD (refs/remotes/origin/HEAD, as `git clone` or `git remote set-head` set it),
-    else the local `main`, `master` or `init.defaultBranch` branch, else the only local branch;
-    None when there is none of these.
+    else the local `main`, `master` or `init.defaultBranch` branch, else origin's `main` or
+    `master`, else the only local branch, else HEAD when there is no local branch at all (a
+    CI checkout: detached, no branches); None when there are several branches and none of these.
     """
     found = run(["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"], repo, check=False)
     candidates = [found.stdout.decode().strip()] if found.returncode == 0 else []
@@ -140,11 +146,14 @@ def default_ref(repo: Path) -> str | None:
     configured = run(["config", "--get", "init.defaultBranch"], repo, check=False)
     if configured.returncode == 0 and configured.stdout.strip():
         candidates.append(f"refs/heads/{configured.stdout.decode().strip()}")
+    candidates += ["refs/remotes/origin/main", "refs/remotes/origin/master"]
     for ref in candidates:
         if rev_parse(repo, ref) is not None:
             return ref
     # A repository of one branch (say `trunk`, never pushed): that branch is the default.
-    branches = text(["for-each-ref", "--format=%(refname)", "refs/heads"], repo).splitlines()
+    branches = local_branches(repo)
+    if not branches:
+        return "HEAD"
     return branches[0] if len(branches) == 1 else None
 
 

@@ -127,9 +127,11 @@ def at_default_branch(spec: RepoSpec, top: Path) -> Repo:
     """The local repository `top` read at its default branch, not at the branch checked out."""
     ref = git.default_ref(top)
     if ref is None:
+        names = [name.removeprefix("refs/heads/") for name in git.local_branches(top)]
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise RepoError(
-            "cannot tell the default branch: no origin/HEAD, main or master, and several "
-            "branches (git remote set-head origin --auto sets origin/HEAD)"
+            f"cannot tell the default branch: no origin/HEAD, main or master, and "
+            f"{len(names)} branches ({shown}); git remote set-head origin --auto sets origin/HEAD"
         )
     return Repo(spec, top, ref)
 
