@@ -198,6 +198,15 @@ def test_a_branch_made_without_tests_is_tested_before_a_push_that_asks_for_them(
     assert red.exit_code == 1, red.output
     assert (rows(red)["behind"]["tests"], rows(red)["behind"]["pushed"]) == ("failed", False)
     assert git(remote, "branch", "--list", BRANCH) == ""
+    # Without --test the branch's commit message still says "Tests: skipped"; the red run's
+    # outcome is what counts.
+    unasked = update(fleet, str(fleet["behind"]), "--push", "--json")
+    assert unasked.exit_code == 1, unasked.output
+    assert (rows(unasked)["behind"]["tests"], rows(unasked)["behind"]["pushed"]) == (
+        "failed",
+        False,
+    )
+    assert git(remote, "branch", "--list", BRANCH) == ""
     green = update(fleet, str(fleet["behind"]), "--test-command", HAS_SETTINGS, "--push", "--json")
     assert green.exit_code == 0, green.output
     assert (rows(green)["behind"]["tests"], rows(green)["behind"]["pushed"]) == ("passed", True)

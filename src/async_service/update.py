@@ -263,11 +263,18 @@ class Updater:
         result.conflicted_files = sorted({*marked, *rejects})
         result.result = "conflicts" if result.conflicted_files else "up-to-date"
         result.note = f"branch {branch} already prepared"
-        # What the run that made the branch found, as its commit message recorded it.
-        result.tests = recorded_tests(git.text(["log", "-1", "--format=%B", branch], source_repo))
-        if result.tests == "skipped" and self.options.test and not result.conflicted_files:
-            # Made without --test (or changed since): asked for tests now, it gets them.
-            result.tests = self._test_branch(source_repo, branch)
+        # What a later run's tests of this very commit found, else what the run that made the
+        # branch found, as its commit message recorded it.
+        sha = git.text(["rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}"], source_repo)
+        record = self.fleet.cache_dir / "tests" / cache_key(str(source_repo), sha)
+        result.tests = read_tests(record) or recorded_tests(
+            git.text(["log", "-1", "--format=%B", sha], source_repo)
+        )
+        if result.tests != "passed" and self.options.test and not result.conflicted_files:
+            # Made without --test, changed since, or red: asked for tests now, it gets them, and
+            # the outcome is kept so that a later --push without --test cannot skip it.
+            result.tests = self._test_branch(source_repo, sha)
+            write_tests(record, result.tests)
         if result.tests == "failed":
             # A red branch is never pushed; the exit code says so again, as the first run did.
             result.note += ", its tests failed"
@@ -278,14 +285,13 @@ class Updater:
             self._push(source_repo, source_repo, branch, result)
         return True
 
-    def _test_branch(self, repo: Path, branch: str) -> Tests:
-        """Run the tests on `branch` of `repo`, in a clone of its own."""
+    def _test_branch(self, repo: Path, sha: str) -> Tests:
+        """Run the tests on commit `sha` of `repo`, in a clone of its own."""
         with tempfile.TemporaryDirectory(prefix="async-service-test-") as work:
             clone = Path(work) / "clone"
             self._check_cancel()
-            git.run(
-                ["clone", "--quiet", "--no-hardlinks", "--branch", branch, str(repo), str(clone)]
-            )
+            git.run(["clone", "--quiet", "--no-hardlinks", "--no-checkout", str(repo), str(clone)])
+            git.run(["checkout", "--quiet", "--detach", sha], clone)
             return self._run_tests(clone)
 
     def _kept_clone(self, spec: RepoSpec, branch: str) -> Path:
@@ -379,6 +385,23 @@ def conflicted(clone: Path, paths: list[str]) -> list[str]:
         if path.endswith(".rej") or (is_text and _MARKER.search(file.read_bytes())):
             found.append(path)
     return sorted(found)
+
+
+def read_tests(record: Path) -> Tests | None:
+    """The outcome `write_tests` kept for one commit, or None when its tests never ran."""
+    try:
+        value = record.read_text().strip()
+    except OSError:
+        return None
+    return "passed" if value == "passed" else "failed" if value == "failed" else None
+
+
+def write_tests(record: Path, tests: Tests) -> None:
+    """Keep the outcome of tests run on an existing commit (its message cannot change)."""
+    record.parent.mkdir(parents=True, exist_ok=True)
+    partial = record.with_name(f"{record.name}.partial-{os.getpid()}-{threading.get_ident()}")
+    partial.write_text(f"{tests}\n")
+    partial.replace(record)
 
 
 def recorded_tests(message: str) -> Tests:
