@@ -520,3 +520,23 @@ def test_relative_paths_are_resolved_before_any_worker_starts(
     assert found["behind"]["repo"] == str(fleet["behind"])  # absolute, as a registry's are
     assert git(fleet["behind"], "branch", "--list", BRANCH).strip() == BRANCH
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_kept_clone_whose_branch_was_renamed_is_one_error_naming_it(
+    fleet: FleetPaths, tmp_path: Path
+) -> None:
+    bare = tmp_path / "conflict.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(fleet["conflict"]), str(bare))
+    url = bare.as_uri()
+    first = rows(update(fleet, url, "--push", "--json"))[bare.name]
+    kept = Path(first["note"].split(" kept at ", 1)[1].split(" (branch ", 1)[0])
+    git(kept, "branch", "--move", BRANCH, "my-resolution")
+    again = update(fleet, url, "--push")
+    assert again.exit_code == 1, again.output
+    (line,) = again.stderr.splitlines()
+    assert line == (
+        f"error: {url}: the clone kept at {kept} no longer has branch {BRANCH}: commit the "
+        "resolution on that branch there, or delete the clone to update again"
+    )
+    assert git(kept, "symbolic-ref", "--short", "HEAD") == "my-resolution"  # left as it was
+    assert git(bare, "branch", "--list", BRANCH) == ""

@@ -244,7 +244,12 @@ class Updater:
             if not (kept / ".git").is_dir():
                 return False
             # An earlier run's conflicts, kept: report them again, or push once resolved.
-            self._already_prepared(kept, spec, branch, tag, result)
+            if not self._already_prepared(kept, spec, branch, tag, result):
+                # Renamed or deleted by its owner: their work may be in it, so it is not redone.
+                raise RepoError(
+                    f"the clone kept at {kept} no longer has branch {branch}: commit the "
+                    "resolution on that branch there, or delete the clone to update again"
+                )
             if result.conflicted_files:
                 result.note = kept_note(kept, branch)
             return True
