@@ -272,6 +272,30 @@ def test_origin_main_is_the_default_when_origin_has_no_head_and_main_is_not_loca
     assert (row["error"], row["template_version"], row["behind"]) == (None, "1.1.0", 1)
 
 
+def test_a_relative_src_path_in_a_url_repository_is_one_error(
+    fleet: FleetPaths, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It is relative to the owner's checkout; from here, `../template` means nothing."""
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "--quiet", str(fleet["behind"]), str(work))
+    here = tmp_path / "here"  # where the relative path does reach the template: not used
+    here.mkdir()
+    relative = os.path.relpath(fleet.template, here)
+    answers = work / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace(str(fleet.template), relative))
+    git(work, "commit", "--quiet", "--all", "-m", "as copier copy ../template wrote it")
+    bare = tmp_path / "rel.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(work), str(bare))
+    monkeypatch.chdir(here)
+    result = status(cache, bare.as_uri())
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"error: {bare.as_uri()}: relative _src_path {relative} in a remote repository: "
+        "record the template's URL or absolute path in .copier-answers.yml"
+    )
+
+
 @pytest.mark.parametrize(
     ("registry", "message"),
     [

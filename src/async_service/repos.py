@@ -99,6 +99,13 @@ class Repo:
             raise RepoError(f"{ANSWERS_FILE} has no _src_path/_commit: not written by Copier")
         values = {k: v for k, v in loaded.items() if not str(k).startswith("_")}
         src_path = str(loaded["_src_path"])
+        if self.spec.is_url and not is_url(src_path) and not Path(src_path).is_absolute():
+            # Relative to a checkout of the owner's that is not here; never to this process's
+            # working directory (which Copier moves while other workers run).
+            raise RepoError(
+                f"relative _src_path {src_path} in a remote repository: record the template's "
+                f"URL or absolute path in {ANSWERS_FILE}"
+            )
         if not self.spec.is_url and not is_url(src_path):
             # `copier copy ../template svc` records `../template`: relative to the service's
             # top directory (where `copier update` runs), not to wherever this CLI runs.
