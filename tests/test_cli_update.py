@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -305,7 +306,8 @@ def test_a_relative_src_path_is_relative_to_the_service_not_the_cli(
     shared: FleetPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`copier copy ../template relsvc` records `_src_path: ../template`."""
-    service = make_service(shared.template, tmp_path / "relsvc", "1.1.0", {"project_name": "rel"})
+    service = tmp_path / "relsvc"
+    shutil.copytree(shared["behind"], service, symlinks=True)
     answers = service / ".copier-answers.yml"
     relative = os.path.relpath(shared.template, service)
     answers.write_text(answers.read_text().replace(str(shared.template), relative))
@@ -324,7 +326,9 @@ def test_a_relative_src_path_is_relative_to_the_service_not_the_cli(
         app, ["fleet", "status", str(service), "--json", "--cache-dir", str(tmp_path / "cache")]
     )
     row = json.loads(status.stdout)[0]
-    assert (row["error"], row["behind"], row["drifted_files"]) == (None, 1, []), status.output
+    # db.txt is behind's own edit; nothing else differs from the template it names.
+    drifted = [file["path"] for file in row["drifted_files"]]
+    assert (row["error"], row["behind"], drifted) == (None, 1, ["db.txt"]), status.output
 
 
 def test_url_repository_conflicts_stay_in_a_kept_clone_until_resolved(
@@ -418,13 +422,14 @@ def test_to_and_branch_choose_the_target(fleet: FleetPaths) -> None:
     ],
 )
 def test_a_bad_branch_template_is_one_error_before_any_repository_is_read(
-    fleet: FleetPaths, branch: str, message: str
+    shared: FleetPaths, branch: str, message: str
 ) -> None:
-    repos = [str(fleet["behind"]), str(fleet["conflict"])]
-    result = update(fleet, *repos, "--branch", branch)
+    # The shared fleet, not a copy: nothing may be written, and the last line checks it.
+    repos = [str(shared["behind"]), str(shared["conflict"])]
+    result = update(shared, *repos, "--branch", branch)
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines() == [f"error: --branch {message}"]
-    assert git(fleet["behind"], "branch", "--list", "*/*") == ""
+    assert git(shared["behind"], "branch", "--list", "*/*") == ""
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_no_branch(fleet: FleetPaths, tmp_path: Path) -> None:
