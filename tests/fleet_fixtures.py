@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import copier
+import pytest
 
 from tests.toolchain import GIT_ENV
 
@@ -253,3 +254,25 @@ def head(repo: Path) -> tuple[str, str, str]:
         git(repo, "rev-parse", "HEAD"),
         git(repo, "status", "--porcelain"),
     )
+
+
+def run_all_elsewhere(monkeypatch: pytest.MonkeyPatch, elsewhere: Path) -> Path:
+    """The CLI's workers run with the working directory at `elsewhere`, as they may while
+    Copier chdirs (under COPIER_LOCK) for another worker: a relative repository, --template
+    or --cache-dir resolved in a worker would land there. Deterministic, unlike the race.
+    Returns `elsewhere`, made empty: nothing may be written there."""
+    from async_service import cli as cli_module
+
+    real_run_all = cli_module.run_all
+
+    def run_all_from_elsewhere(*args: Any) -> Any:
+        back = Path.cwd()
+        os.chdir(elsewhere)
+        try:
+            return real_run_all(*args)
+        finally:
+            os.chdir(back)
+
+    elsewhere.mkdir()
+    monkeypatch.setattr(cli_module, "run_all", run_all_from_elsewhere)
+    return elsewhere

@@ -14,11 +14,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from async_service import cli as cli_module
 from async_service.cli import app
 from async_service.fleet import run_all
 from async_service.repos import RepoSpec
-from tests.fleet_fixtures import FleetPaths, copy_fleet, git, shared_fleet, write_policy
+from tests.fleet_fixtures import (
+    FleetPaths,
+    copy_fleet,
+    git,
+    run_all_elsewhere,
+    shared_fleet,
+    write_policy,
+)
 
 ALL = ["current", "behind", "conflict", "rogue", "noanswers", "notgit"]
 
@@ -436,22 +442,8 @@ def test_ctrl_c_that_lands_on_a_worker_thread_still_cancels_the_running_work() -
 def test_relative_paths_are_resolved_before_any_worker_starts(
     fleet: FleetPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Copier chdirs (under COPIER_LOCK) while other workers run: a relative repository,
-    --template or --cache-dir resolved in a worker lands wherever Copier happens to be.
-    Here the working directory moves for the whole of run_all, deterministically."""
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    real_run_all = cli_module.run_all
-
-    def run_all_from_elsewhere(*args: Any) -> Any:
-        back = Path.cwd()
-        os.chdir(elsewhere)
-        try:
-            return real_run_all(*args)
-        finally:
-            os.chdir(back)
-
-    monkeypatch.setattr(cli_module, "run_all", run_all_from_elsewhere)
+    """Relative repositories, read while the workers run elsewhere (run_all_elsewhere)."""
+    elsewhere = run_all_elsewhere(monkeypatch, tmp_path / "elsewhere")
     monkeypatch.chdir(tmp_path)
     repos = [os.path.relpath(fleet[name], tmp_path) for name in ("current", "behind", "rogue")]
     template = os.path.relpath(fleet.template, tmp_path)

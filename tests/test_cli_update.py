@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from async_service import cli as cli_module
 from async_service.cli import app
 from tests.fleet_fixtures import (
     COPIER_YML,
@@ -24,6 +23,7 @@ from tests.fleet_fixtures import (
     git,
     head,
     make_service,
+    run_all_elsewhere,
     shared_fleet,
     write_policy,
 )
@@ -164,13 +164,18 @@ def test_failed_tests_are_reported_and_exit_1(fleet: FleetPaths) -> None:
     assert "Tests: failed" in message(fleet["behind"])
 
 
+def with_origin(repo: Path, remote: Path) -> Path:
+    """`repo` with a bare `origin` at `remote` that holds its main branch."""
+    git(remote.parent, "init", "--quiet", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "--quiet", "origin", "main")
+    return remote
+
+
 def test_a_second_run_reports_failed_tests_again_and_never_pushes_the_branch(
     fleet: FleetPaths, tmp_path: Path
 ) -> None:
-    remote = tmp_path / "behind.git"
-    git(tmp_path, "init", "--quiet", "--bare", str(remote))
-    git(fleet["behind"], "remote", "add", "origin", str(remote))
-    git(fleet["behind"], "push", "--quiet", "origin", "main")
+    remote = with_origin(fleet["behind"], tmp_path / "behind.git")
     first = update(fleet, str(fleet["behind"]), "--test-command", "false", "--json")
     assert first.exit_code == 1
     assert rows(first)["behind"]["tests"] == "failed"
@@ -189,10 +194,7 @@ def test_a_second_run_reports_failed_tests_again_and_never_pushes_the_branch(
 def test_a_branch_made_without_tests_is_tested_before_a_push_that_asks_for_them(
     fleet: FleetPaths, tmp_path: Path
 ) -> None:
-    remote = tmp_path / "behind.git"
-    git(tmp_path, "init", "--quiet", "--bare", str(remote))
-    git(fleet["behind"], "remote", "add", "origin", str(remote))
-    git(fleet["behind"], "push", "--quiet", "origin", "main")
+    remote = with_origin(fleet["behind"], tmp_path / "behind.git")
     assert rows(update(fleet, str(fleet["behind"]), "--json"))["behind"]["tests"] == "skipped"
 
     red = update(fleet, str(fleet["behind"]), "--test-command", "false", "--push", "--json")
@@ -494,22 +496,8 @@ def running(pid: int) -> bool:
 def test_relative_paths_are_resolved_before_any_worker_starts(
     fleet: FleetPaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Copier chdirs (under COPIER_LOCK) while other workers run: a relative repository,
-    --template or --cache-dir resolved in a worker lands wherever Copier happens to be.
-    Here the working directory moves for the whole of run_all, deterministically."""
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    real_run_all = cli_module.run_all
-
-    def run_all_from_elsewhere(*args: Any) -> Any:
-        back = Path.cwd()
-        os.chdir(elsewhere)
-        try:
-            return real_run_all(*args)
-        finally:
-            os.chdir(back)
-
-    monkeypatch.setattr(cli_module, "run_all", run_all_from_elsewhere)
+    """Relative repositories, --template and --cache-dir, while the workers run elsewhere."""
+    elsewhere = run_all_elsewhere(monkeypatch, tmp_path / "elsewhere")
     monkeypatch.chdir(fleet.root)
     template = os.path.relpath(fleet.template, fleet.root)
     args = ["fleet", "update", "behind", "rogue", "current", "--jobs", "3"]
