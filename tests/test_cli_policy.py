@@ -55,8 +55,14 @@ def test_new_data_overrides_a_policy_default(fleet: FleetPaths, tmp_path: Path) 
         tmp_path, "new", str(dest), "--policy", str(policy), "-d", "database=sqlite", "--json"
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["answers"] == {"database": "sqlite", "ci": "gitlab"}
-    assert answers(dest)["database"] == "sqlite"
+    reported = json.loads(result.stdout)["answers"]
+    # Every answer the service records, defaults included, not only the ones given.
+    assert reported == {key: value for key, value in answers(dest).items() if key[0] != "_"}
+    assert (reported["database"], reported["ci"], reported["project_name"]) == (
+        "sqlite",
+        "gitlab",
+        answers(dest)["project_name"],
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+import yaml
 from copier.errors import UnsafeTemplateError
 
 from . import output
@@ -23,7 +24,7 @@ from .fleet import Fleet, no_release, run_all
 from .git import branch_template_problem
 from .new import BadInput, Refused, plan, render
 from .policy import Policy, PolicyError, load
-from .repos import RegistryError, RepoSpec, load_registry
+from .repos import ANSWERS_FILE, RegistryError, RepoSpec, load_registry
 from .status import RepoStatus, inspect
 from .template import UNSAFE_TEMPLATE, TemplateError, default_cache_dir, is_url
 from .update import UpdateOptions, Updater
@@ -213,8 +214,11 @@ def new(
             EXIT_PROBLEM,
         )
     if as_json:
+        # Every answer the service records (defaults included), as `fleet status` reads them.
+        recorded = yaml.safe_load((dest / ANSWERS_FILE).read_text()) or {}
+        answers = {key: value for key, value in recorded.items() if not key.startswith("_")}
         record = {"dest": str(dest), "template": source, "version": planned.version}
-        sys.stdout.write(json.dumps({**record, "answers": planned.data}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({**record, "answers": answers}, indent=2) + "\n")
     else:
         output.console().print(f"created {dest} from {source} {planned.version}")
 
