@@ -184,6 +184,18 @@ def test_a_policy_range_without_source_matching_no_release_fails_each_repository
     ]
 
 
+def test_a_policy_typo_without_source_fails_each_repository_naming_it(
+    fleet: FleetPaths, cache: Path, tmp_path: Path
+) -> None:
+    """Checked against each repository's own template: not silently no violation."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[answers.fixed]\ncii = "gitlab"\n')
+    result = status(cache, str(fleet["current"]), "--policy", str(policy), "--fail-on", "policy")
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {fleet['current']}: policy.toml: answers.fixed.cii: unknown")
+
+
 def test_registry_notes_skips_and_relative_paths(fleet: FleetPaths, cache: Path) -> None:
     registry = fleet.root / "fleet.toml"
     registry.write_text(

@@ -10,6 +10,7 @@ from copier.errors import UnsafeTemplateError
 from . import git, versions
 from .drift import DriftedFile, drifted_files
 from .fleet import Fleet, no_release, recorded_version
+from .policy import PolicyError
 from .repos import RepoError, RepoSpec, open_repo
 from .template import UNSAFE_TEMPLATE, TemplateError
 
@@ -51,7 +52,7 @@ def inspect(spec: RepoSpec, fleet: Fleet) -> RepoStatus:
         return status
     try:
         _inspect(spec, fleet, status)
-    except (RepoError, TemplateError, git.GitError) as error:
+    except (RepoError, TemplateError, PolicyError, git.GitError) as error:
         status.error = str(error)
     except UnsafeTemplateError:
         status.error = UNSAFE_TEMPLATE
@@ -80,6 +81,12 @@ def _inspect(spec: RepoSpec, fleet: Fleet, status: RepoStatus) -> None:
                 template.changelog(tag), recorded, latest
             )
     if fleet.policy is not None:
+        if fleet.expected_source is None:
+            # No [template] source to check the policy against up front: each repository's
+            # own template tells a typo (answers.fixed.cii) from a question.
+            fleet.policy.validate_questions(
+                template.questions(newest[1] if newest is not None else answers.commit)
+            )
         status.policy_violations = fleet.policy.violations(answers.values, recorded)
     render = fleet.renders.get(template, answers.commit, answers.values)
     owned = template.config(answers.commit).get("_skip_if_exists") or []
