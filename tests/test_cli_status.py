@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from async_service.__main__ import main as console_script
 from async_service.cli import app
 from async_service.fleet import run_all
 from async_service.repos import RepoSpec
@@ -449,6 +451,22 @@ def test_ctrl_c_that_lands_on_a_worker_thread_still_cancels_the_running_work() -
     finally:
         signal.signal(signal.SIGINT, previous)
     assert saw_cancel == [True]
+
+
+def test_ctrl_c_while_the_cli_imports_exits_130_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class InterruptedImport:
+        def find_spec(self, name: str, *_: object) -> None:
+            if name == "async_service.cli":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "async_service.cli")
+    monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
+    with pytest.raises(SystemExit) as exited:
+        console_script()
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 def test_relative_paths_are_resolved_before_any_worker_starts(
