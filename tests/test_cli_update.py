@@ -164,6 +164,12 @@ def test_failed_tests_are_reported_and_exit_1(fleet: FleetPaths) -> None:
     assert "Tests: failed" in message(fleet["behind"])
 
 
+def bare_copy(repo: Path, bare: Path) -> tuple[Path, str]:
+    """A bare clone of `repo`, and its file:// URL: a repository the CLI reaches by URL."""
+    git(bare.parent, "clone", "--quiet", "--bare", str(repo), str(bare))
+    return bare, bare.as_uri()
+
+
 def with_origin(repo: Path, remote: Path) -> Path:
     """`repo` with a bare `origin` at `remote` that holds its main branch."""
     git(remote.parent, "init", "--quiet", "--bare", str(remote))
@@ -336,9 +342,7 @@ def test_a_relative_src_path_is_relative_to_the_service_not_the_cli(
 def test_url_repository_conflicts_stay_in_a_kept_clone_until_resolved(
     fleet: FleetPaths, tmp_path: Path
 ) -> None:
-    bare = tmp_path / "conflict.git"
-    git(tmp_path, "clone", "--quiet", "--bare", str(fleet["conflict"]), str(bare))
-    url = bare.as_uri()
+    bare, url = bare_copy(fleet["conflict"], tmp_path / "conflict.git")
     first = rows(update(fleet, url, "--push", "--json"))[bare.name]
     assert (first["result"], first["conflicted_files"], first["pushed"]) == (
         "conflicts",
@@ -518,9 +522,7 @@ def test_relative_paths_are_resolved_before_any_worker_starts(
 def test_a_kept_clone_whose_branch_was_renamed_is_one_error_naming_it(
     fleet: FleetPaths, tmp_path: Path
 ) -> None:
-    bare = tmp_path / "conflict.git"
-    git(tmp_path, "clone", "--quiet", "--bare", str(fleet["conflict"]), str(bare))
-    url = bare.as_uri()
+    bare, url = bare_copy(fleet["conflict"], tmp_path / "conflict.git")
     first = rows(update(fleet, url, "--push", "--json"))[bare.name]
     kept = Path(first["note"].split(" kept at ", 1)[1].split(" (branch ", 1)[0])
     git(kept, "branch", "--move", BRANCH, "my-resolution")
