@@ -66,7 +66,9 @@ def run(
         lines = result.stderr.decode(errors="replace").strip().splitlines()
         # git's own verdict; a hint after it ("and the repository exists.") says nothing alone.
         verdicts = [line for line in lines if line.startswith(("fatal:", "error:"))]
-        message = (verdicts or lines or [f"exit code {result.returncode}"])[0 if verdicts else -1]
+        message = (
+            verdicts[0] if verdicts else lines[-1] if lines else f"exit code {result.returncode}"
+        )
         raise GitError(f"git {args[0]}: {message}")
     return result
 

@@ -398,6 +398,11 @@ def read_tests(record: Path) -> Tests | None:
         value = record.read_text().strip()
     except OSError:
         return None
+    return _outcome(value)
+
+
+def _outcome(value: str) -> Tests | None:
+    """`passed` or `failed` as written by this CLI; None for anything else."""
     return "passed" if value == "passed" else "failed" if value == "failed" else None
 
 
@@ -413,8 +418,7 @@ def recorded_tests(message: str) -> Tests:
     """The `Tests:` line of a commit message written by `commit_message`; skipped if none."""
     for line in reversed(message.splitlines()):
         if line.startswith("Tests: "):
-            value = line.removeprefix("Tests: ").strip()
-            return "passed" if value == "passed" else "failed" if value == "failed" else "skipped"
+            return _outcome(line.removeprefix("Tests: ").strip()) or "skipped"
     return "skipped"
 
 
