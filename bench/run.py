@@ -69,6 +69,9 @@ OBSERVABILITY_COST_TARGETS = {"prometheus": 0.10, "otel": 0.20}
 # on the baseline, and wrk's coordinated-omission correction counts each such wait many times
 # over: that start-up burst, not the steady state, set the p99 of a 15 s point.
 HOLD_MS = 300
+# A server counts as idle (ready for the next point) after this long without using the CPU.
+IDLE_WINDOW = 0.2
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ENDPOINTS = {
     "health": "GET /health/live",
     "get": "GET /items/{id} (rotating ids)",
@@ -170,6 +173,25 @@ class Server:
             f"{self.name} did not answer within {timeout}s; log:\n{self.log_path.read_text()}"
         )
 
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        """Wait until the server has finished the work the last point left it: wrk closes
+        its connections at the end, but requests queued inside the server still run, and the
+        next point's first requests (not held when connected under load) would wait behind
+        them. Idle: at most one clock tick of CPU over IDLE_WINDOW seconds."""
+        deadline = time.monotonic() + timeout
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            time.sleep(IDLE_WINDOW)
+            now = self.cpu_seconds()
+            if now - before <= 1 / CLOCK_TICKS:
+                return
+            before = now
+        raise SystemExit(f"{self.name} was still busy {timeout}s after a point ended")
+
     def stop(self) -> None:
         log(f"stopping {self.name} (pid {self.process.pid})")
         if self.process.poll() is None:
@@ -265,6 +287,7 @@ def wrk(
     hold_ms: int,
 ) -> Run:
     threads = min(threads, connections)
+    server.wait_idle()
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s",
         "-s", str(BENCH / "load.lua"), server.url, "--", mode, prefix, str(n_items),
