@@ -257,6 +257,23 @@ def service_without_a_database_is_told_nothing_of_one(
         assert not found, f"{found and found.group()} in {name}"
 
 
+# What only a SQL service's docs and CI may say: MongoDB has no migrations to run.
+MIGRATIONS_RAN = re.compile(r"migrations did not run|schema is migrated|migrations first")
+
+
+@check
+def mongodb_service_is_told_of_no_migrations(
+    project: Path, answers: dict[str, Any], files: list[Path]
+) -> None:
+    """Its deploy notes and CI steps claim no migration that the smoke test would prove."""
+    if answers["database"] != "mongodb":
+        return
+    for name in DOCS_AND_DEPLOY:
+        path = project / name
+        found = MIGRATIONS_RAN.search(path.read_text()) if path.exists() else None
+        assert not found, f"{found and found.group()} in {name}"
+
+
 @pytest.mark.parametrize("combo", params(list(RENDERS.answers)))
 def test_combination_renders_cleanly(combo: str) -> None:
     project, answers = project_of(combo), answers_of(combo)
