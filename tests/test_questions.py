@@ -95,6 +95,21 @@ def test_derived_names(copie: Copie, name: str, slug: str, package: str) -> None
     assert (given["project_slug"], given["package_name"]) == (slug, package)
 
 
+def test_the_default_mongodb_database_name_fits_mongodb(copie: Copie) -> None:
+    """The longest project name gives a 64-character package name; MongoDB refuses a
+    database name longer than 63 (at the first write: startup would fail)."""
+    name = "Inventory " * 6 + "Ship"
+    result = copie.copy(extra_answers={"project_name": name, "database": "mongodb"})
+    assert result.exit_code == 0, result.exception
+    assert result.project_dir is not None
+    package = answers(result.project_dir)["package_name"]
+    assert len(package) == 64
+    module = result.project_dir / "src" / package / "core" / "db" / "mongo.py"
+    found = re.search(r'mongodb_database: str = Field\(default="([^"]*)"', module.read_text())
+    assert found is not None
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,63}", found.group(1)), found.group(1)
+
+
 BAD_ANSWERS = [
     ({"project_name": "9lives"}, "project_name must start with a letter"),
     ({"project_name": "bad/name"}, "project_name must start with a letter"),
