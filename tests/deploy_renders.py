@@ -31,9 +31,11 @@ from tests.matrix import renderer_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template"
-PROJECT_NAME = "Deploy Check"
-PACKAGE = "deploy_check"
-SLUG = "deploy-check"
+# The longest name the template accepts (64 characters): Kubernetes limits names and label
+# values to 63, so the renders check the names it derives at their longest.
+PROJECT_NAME = " ".join(["Deploy Check"] * 5)
+PACKAGE = "_".join(["deploy_check"] * 5)
+SLUG = "-".join(["deploy-check"] * 5)
 
 # The template files this module checks, as globs under template/.
 DEPLOY_GLOBS = (
@@ -52,7 +54,7 @@ DEPLOY_GLOBS = (
 # them, and names that change text but not structure.
 VARIED = ("database", "example_resource", "ci", "docker", "python_version", "observability")
 DEPLOY_VARIABLES = frozenset(
-    {*VARIED, "use_sql", "use_mongo", "use_db", "use_items", "use_metrics", "use_secrets"}
+    {*VARIED, "use_sql", "use_mongo", "use_db", "use_items", "use_metrics", "use_secrets", "k8s_name"}
     | {"package_name", "project_slug", "project_name"}
 )
 # Files of a render, by kind.
@@ -131,7 +133,7 @@ def _source_files() -> list[Path]:
 
 
 def source_hash() -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(PROJECT_NAME.encode())
     for path in _source_files():
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())

@@ -432,6 +432,38 @@ def test_every_overlay_builds_and_passes_kubernetes_validate() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# A DNS-1123 label: what Kubernetes requires of namespaces and of most objects' names.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# A label value: at most 63 characters, alphanumeric at both ends.
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+# Names that may be longer (DNS subdomains): kustomize suffixes these with a content hash.
+SUBDOMAIN_NAMED = {"ConfigMap", "Secret"}
+
+
+def label_values(node: object) -> Iterator[str]:
+    """Every label and selector value anywhere in an object."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in {"labels", "matchLabels", "selector"} and isinstance(value, dict):
+                yield from (v for v in value.values() if isinstance(v, str))
+            yield from label_values(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from label_values(item)
+
+
+def test_kubernetes_names_and_labels_fit_for_the_longest_project_name() -> None:
+    assert len(SLUG) == 64, "the renders must use the longest project name the template accepts"
+    for answers, overlay, objects in manifests():
+        for key, o in objects.items():
+            where = (answers["database"], overlay, key)
+            assert DNS_LABEL.fullmatch(o["metadata"].get("namespace", "x")), where
+            if o["kind"] not in SUBDOMAIN_NAMED:
+                assert DNS_LABEL.fullmatch(o["metadata"]["name"]), where
+            for value in label_values(o):
+                assert LABEL_VALUE.fullmatch(value), (*where, value)
+
+
 def pod_specs(objects: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for key, o in objects.items():
         if o["kind"] in {"Deployment", "Job"}:
