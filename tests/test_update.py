@@ -566,6 +566,14 @@ COLOUR_COLUMN = "    colour: Mapped[str | None] = mapped_column(String(32), defa
 OWN_DEPENDENCY = '    "six>=1.16",\n'
 
 
+def uv_add_own_dependency(dst: Path) -> None:
+    """As a team adds one: uv puts it below the template's marked lines (--frozen: no lock)."""
+    python = find_python(BASE_ANSWERS["python_version"])
+    added = run(dst, UV, "add", "--frozen", "--python", python, OWN_DEPENDENCY.strip(' ",\n'))
+    assert added.returncode == 0, added.stderr
+    assert "    # with them.\n" + OWN_DEPENDENCY in (dst / "pyproject.toml").read_text()
+
+
 def grow_new_layout(dst: Path) -> None:
     """What a team does with a service of the new layout, each in the room made for it."""
     code = dst / "src" / PACKAGE
@@ -592,11 +600,7 @@ def grow_new_layout(dst: Path) -> None:
     settings.write_text(
         settings.read_text().replace(anchor, anchor + "\n    orders_vat_percent: int = 20\n")
     )
-    # As a team adds one: uv puts it below the template's marked lines (--frozen: no lock).
-    python = find_python(BASE_ANSWERS["python_version"])
-    added = run(dst, UV, "add", "--frozen", "--python", python, OWN_DEPENDENCY.strip(' ",\n'))
-    assert added.returncode == 0, added.stderr
-    assert "    # with them.\n" + OWN_DEPENDENCY in (dst / "pyproject.toml").read_text()
+    uv_add_own_dependency(dst)
     orm = code / "items" / "orm.py"
     assert ORM_ANCHOR in orm.read_text()
     text = orm.read_text().replace(ORM_ANCHOR, ORM_ANCHOR + "\n" + COLOUR_COLUMN)
@@ -642,9 +646,9 @@ CORE_CHANGES = {
         ),
         (
             # The template's last dependency line, right above the service's own.
-            "template/_parts/dependencies/http-httpx.toml",
-            '"stamina>=25.1",  # retries with exponential backoff and jitter',
-            '"stamina>=25.1",  # retries with backoff and jitter (template 0.3.1)',
+            "template/_parts/dependencies/observability-prometheus.toml",
+            '"prometheus-client>=0.21",  # /metrics',
+            '"prometheus-client>=0.21",  # template 0.3.1: /metrics',
         ),
         (
             "template/src/{{package_name}}/app.py.jinja",
@@ -820,6 +824,26 @@ def test_changing_the_http_client_on_update_swaps_its_files(
         )
 
     assert_suite_passes(dst, "none", request)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("observability", ["prometheus", "otel"])
+def test_uv_add_then_dropping_the_last_option_on_update_does_not_conflict(
+    history: Path, tmp_path: Path, observability: str
+) -> None:
+    """`uv add` drops any blank line above the marker comment, so a template line right
+    above it would be the owner's neighbour: dropping observability removes that line."""
+    dst = tmp_path / "orders"
+    generate(history, dst, {"observability": observability}, ref=NEW)
+    uv_add_own_dependency(dst)
+    commit_all(dst, "own dependency")
+
+    update(dst, observability="none")
+
+    assert_no_conflicts(dst)
+    pyproject = (dst / "pyproject.toml").read_text()
+    assert "prometheus-client" not in pyproject
+    assert "    # with them.\n" + OWN_DEPENDENCY in pyproject
 
 
 CHECK_UPDATE = "uvx copier=={} check-update --output-format json ."
