@@ -846,6 +846,33 @@ def test_uv_add_then_dropping_the_last_option_on_update_does_not_conflict(
     assert "    # with them.\n" + OWN_DEPENDENCY in pyproject
 
 
+OWN_SETTING = f"# The most units one order may take.\n{PACKAGE.upper()}_ORDERS_MAX_QUANTITY=100\n"
+ENV_FILES = (".env.example", "deploy/kubernetes/base/settings.env")
+
+
+@pytest.mark.slow
+def test_own_setting_values_then_dropping_the_last_option_on_update_do_not_conflict(
+    history: Path, tmp_path: Path
+) -> None:
+    """A team writes its setting's value where the template's are (README: below the
+    "service's own settings" comment, the files' last lines): dropping observability
+    removes the template's settings at the end of both files."""
+    dst = tmp_path / "orders"
+    generate(history, dst, {}, ref=NEW)
+    for name in ENV_FILES:
+        with (dst / name).open("a") as env:
+            env.write(OWN_SETTING)
+    commit_all(dst, "own setting")
+
+    update(dst, observability="none")
+
+    assert_no_conflicts(dst)
+    for name in ENV_FILES:
+        text = (dst / name).read_text()
+        assert "METRICS_PORT" not in text, name
+        assert text.endswith(OWN_SETTING), name
+
+
 CHECK_UPDATE = "uvx copier=={} check-update --output-format json ."
 
 
