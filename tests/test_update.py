@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.matrix import render, renders_made_cheaper
-from tests.toolchain import GIT_ENV, UV, find_python, run, verify
+from tests.toolchain import GIT_ENV, UV, check, find_python, run, sync, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 V010, V020, NEW = "0.1.0", "0.2.0", "0.3.0"
@@ -725,6 +725,40 @@ def test_grown_service_takes_core_updates_without_conflicts(
     assert COLOUR_COLUMN in (code / "items" / "orm.py").read_text()
 
     assert_suite_passes(dst, database, request, whole=True)
+
+
+OWN_FIXTURES = """\"\"\"The orders slice's fixtures (README: its fixtures go in tests/fixtures_orders.py).\"\"\"
+
+import pytest
+
+
+@pytest.fixture
+def order_quota() -> int:
+    return 3
+"""
+OWN_FIXTURES_TEST = """\"\"\"The orders slice's test, on a fixture of its own module.\"\"\"
+
+
+def test_the_slices_fixture_is_found(order_quota: int) -> None:
+    assert order_quota == 3
+"""
+
+
+@pytest.mark.slow
+def test_a_slices_fixtures_module_is_loaded_without_editing_conftest(
+    history: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """conftest.py is the template's (an option switch rewrites its plugins), so registering
+    a slice's fixtures there was a conflict waiting for the next update."""
+    dst = tmp_path / "orders"
+    generate(history, dst, {}, ref=NEW)
+    (dst / "tests" / "fixtures_orders.py").write_text(OWN_FIXTURES)
+    (dst / "tests" / "test_orders.py").write_text(OWN_FIXTURES_TEST)
+
+    sync(dst, BASE_ANSWERS["python_version"])
+    pytest_run = (UV, "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")
+    output = check(dst, *pytest_run, "tests/test_orders.py", env=service_env("sqlite", request))
+    assert "1 passed" in output, output[-3000:]
 
 
 # ---- changing an option on update --------------------------------------------------------
