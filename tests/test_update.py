@@ -880,6 +880,31 @@ def test_uv_add_then_dropping_the_last_option_on_update_does_not_conflict(
     assert "    # with them.\n" + OWN_DEPENDENCY in pyproject
 
 
+OWN_DEV_DEPENDENCY = "pytest-mock"
+
+
+@pytest.mark.slow
+def test_uv_add_dev_then_switching_an_option_on_update_does_not_conflict(
+    history: Path, tmp_path: Path
+) -> None:
+    """`uv add --dev` puts a team's test tool where it sorts among the dev group's lines:
+    aiohttp instead of httpx drops respx, the line right after it."""
+    dst = tmp_path / "orders"
+    generate(history, dst, {}, ref=NEW)
+    python = find_python(BASE_ANSWERS["python_version"])
+    added = run(dst, UV, "add", "--frozen", "--python", python, "--dev", OWN_DEV_DEPENDENCY)
+    assert added.returncode == 0, added.stderr
+    commit_all(dst, "own dev dependency")
+
+    update(dst, http_client="aiohttp")
+
+    assert_no_conflicts(dst)
+    groups = tomllib.loads((dst / "pyproject.toml").read_text())["dependency-groups"]
+    assert OWN_DEV_DEPENDENCY in groups["dev"]
+    lines = [line for group in groups.values() for line in group if isinstance(line, str)]
+    assert not [line for line in lines if line.startswith("respx")]
+
+
 OWN_SETTING = f"# The most units one order may take.\n{PACKAGE.upper()}_ORDERS_MAX_QUANTITY=100\n"
 ENV_FILES = (".env.example", "deploy/kubernetes/base/settings.env")
 
