@@ -880,6 +880,28 @@ def test_uv_add_then_dropping_the_last_option_on_update_does_not_conflict(
     assert "    # with them.\n" + OWN_DEPENDENCY in pyproject
 
 
+@pytest.mark.slow
+def test_dropping_the_example_on_update_keeps_its_applied_revision(
+    history: Path, tmp_path: Path
+) -> None:
+    """`--data example_resource=no` no longer renders items' 0001, but a database that
+    applied it, and the team's revision after it, need it: without it `db upgrade` fails
+    with "Can't locate revision identified by '0001'"."""
+    dst = tmp_path / "orders"
+    generate(history, dst, {}, ref=NEW)
+    versions = dst / "src" / PACKAGE / "migrations" / "versions"
+    (versions / "0002_item_colour.py").write_text(COLOUR_REVISION)
+    commit_all(dst, "own revision")
+    first = (versions / "0001_create_items.py").read_text()
+
+    update(dst, example_resource=False)
+
+    assert not (dst / "src" / PACKAGE / "items").exists()
+    assert (versions / "0001_create_items.py").read_text() == first
+    assert (versions / "0002_item_colour.py").read_text() == COLOUR_REVISION
+    assert_no_conflicts(dst)
+
+
 OWN_DEV_DEPENDENCY = "pytest-mock"
 
 
