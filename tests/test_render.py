@@ -238,6 +238,18 @@ DOCS_AND_DEPLOY = (
 )
 
 
+def assert_docs_never_say(
+    project: Path, words: re.Pattern[str], *, skip: str = "", ignore: str = ""
+) -> None:
+    """No file of DOCS_AND_DEPLOY (but `skip`) matches `words`, once `ignore` is taken out."""
+    for name in DOCS_AND_DEPLOY:
+        path = project / name
+        if name == skip or not path.exists():
+            continue
+        found = words.search(path.read_text().replace(ignore, "") if ignore else path.read_text())
+        assert not found, f"{found and found.group()} in {name}"
+
+
 @check
 def service_without_a_database_is_told_nothing_of_one(
     project: Path, answers: dict[str, Any], files: list[Path]
@@ -246,15 +258,10 @@ def service_without_a_database_is_told_nothing_of_one(
     SQLite file (the Dockerfile's one mention of SQLite is an example: it is shared)."""
     if answers["database"] != "none":
         return
-    for name in DOCS_AND_DEPLOY:
-        path = project / name
-        if not path.exists() or name == "Dockerfile":
-            continue
-        text = path.read_text()
-        # The update section's "the template's migrations" are Copier's, not a database's.
-        text = text.replace("The template's migrations", "")
-        found = DATABASE_WORDS.search(text)
-        assert not found, f"{found and found.group()} in {name}"
+    # The update section's "the template's migrations" are Copier's, not a database's.
+    assert_docs_never_say(
+        project, DATABASE_WORDS, skip="Dockerfile", ignore="The template's migrations"
+    )
 
 
 # What only a SQL service's docs and CI may say: MongoDB has no migrations to run.
@@ -268,10 +275,7 @@ def mongodb_service_is_told_of_no_migrations(
     """Its deploy notes and CI steps claim no migration that the smoke test would prove."""
     if answers["database"] != "mongodb":
         return
-    for name in DOCS_AND_DEPLOY:
-        path = project / name
-        found = MIGRATIONS_RAN.search(path.read_text()) if path.exists() else None
-        assert not found, f"{found and found.group()} in {name}"
+    assert_docs_never_say(project, MIGRATIONS_RAN)
 
 
 @pytest.mark.parametrize("combo", params(list(RENDERS.answers)))
