@@ -54,6 +54,8 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         f"{src}/items/repository_sql.py": items and sql,
         f"{src}/items/repository_mongo.py": items and database == "mongodb",
         f"{src}/items/reader_pg.py": items and database == "postgresql",
+        f"{src}/items/writer_pg.py": items and database == "postgresql",
+        "tests/test_item_writer.py": items and database == "postgresql",
         f"{src}/items/deps.py": items,
         f"{core}/http.py": http != "none",
         f"{core}/upstream.py": http != "none",
