@@ -38,3 +38,16 @@ def mount_routers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         for route in routes:
             settings = {name: getattr(route, name) for name in _ROUTE_SETTINGS}
             app.router.add_api_route(**settings, route_class_override=type(route))
+
+
+def docs_routes_last(app: FastAPI) -> None:
+    """Match FastAPI's own routes (the OpenAPI schema, the docs pages) after the service's.
+
+    FastAPI adds them first, so every request was matched against their four paths before
+    reaching the service's routes; the docs' few readers can wait instead. A service route
+    on one of those paths now wins over FastAPI's page.
+    """
+    paths = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    app.router.routes.sort(
+        key=lambda route: not isinstance(route, APIRoute) and getattr(route, "path", None) in paths
+    )
