@@ -49,6 +49,8 @@ def expected_presence(answers: dict[str, Any]) -> dict[str, bool]:
         f"{core}/db/engine.py": sql,
         f"{core}/db/sql.py": sql,
         f"{core}/db/mongo.py": database == "mongodb",
+        f"{core}/db/greenlets.py": database == "postgresql",
+        "tests/test_greenlets.py": database == "postgresql",
         f"{src}/migrations/env.py": sql,
         f"{src}/items": items,
         f"{src}/items/repository_sql.py": items and sql,
